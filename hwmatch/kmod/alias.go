@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// aliasIndex maps modalias patterns to module names. Patterns are grouped by their literal
-// prefix, so a lookup does one map probe per prefix length of the modalias (about 60 for a PCI
-// modalias) and runs fnmatch only on patterns that share a prefix with it, instead of scanning
-// all ~26,000 patterns of a distribution kernel per device.
+// aliasIndex maps modalias patterns to module names, grouped by literal prefix so that a lookup
+// does one map probe per prefix length of the modalias and runs fnmatch only on patterns that
+// share a prefix with it. It holds the few built-in modules' aliases; modules.alias itself is
+// scanned once per batch of modaliases (resolveFromAliasFile), which costs less than indexing
+// its ~26,000 lines on every boot.
 type aliasIndex struct {
 	byPrefix map[string][]aliasEntry
-	size     int
 }
 
 type aliasEntry struct {
@@ -27,7 +27,6 @@ func newAliasIndex() *aliasIndex {
 func (x *aliasIndex) add(pattern, module string) {
 	prefix := literalPrefix(pattern)
 	x.byPrefix[prefix] = append(x.byPrefix[prefix], aliasEntry{pattern: pattern, module: module})
-	x.size++
 }
 
 // lookup returns the sorted, de-duplicated modules whose pattern matches modalias.
@@ -43,10 +42,14 @@ func (x *aliasIndex) lookup(modalias string) []string {
 	return sortUnique(found)
 }
 
-// parseModulesAlias reads depmod's modules.alias: lines "alias <pattern> <module>", comments
-// starting with '#'. Malformed lines are counted, not fatal: one bad line must not hide every
-// other alias.
-func parseModulesAlias(data []byte, x *aliasIndex) (bad int) {
+// resolveFromAliasFile matches every pattern of depmod's modules.alias ("alias <pattern>
+// <module>" lines, '#' comments) against a batch of modaliases in one pass. A pattern's literal
+// prefix is looked up by binary search in the sorted modaliases, so fnmatch runs only on the few
+// pairs that can match and the pass allocates only for those. Malformed lines are counted, not
+// fatal: one bad line must not hide every other alias.
+func resolveFromAliasFile(data []byte, modaliases []string) (found map[string][]string, bad int) {
+	sorted := sortUnique(append([]string(nil), modaliases...))
+	found = make(map[string][]string)
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -54,17 +57,88 @@ func parseModulesAlias(data []byte, x *aliasIndex) (bad int) {
 		} else {
 			data = nil
 		}
+		line = bytes.TrimSpace(line)
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		fields := strings.Fields(string(line))
-		if len(fields) != 3 || fields[0] != "alias" {
+		pattern, module, ok := splitAliasLine(line)
+		if !ok {
 			bad++
 			continue
 		}
-		x.add(fields[1], normalizeName(fields[2]))
+		prefix := literalPrefixBytes(pattern)
+		first := sort.Search(len(sorted), func(i int) bool { return compareBytes(sorted[i], prefix) >= 0 })
+		var patternString string
+		for _, m := range sorted[first:] {
+			if !hasPrefixBytes(m, prefix) {
+				break
+			}
+			if patternString == "" {
+				patternString = string(pattern)
+			}
+			if Match(patternString, m) {
+				found[m] = append(found[m], normalizeName(string(module)))
+			}
+		}
 	}
-	return bad
+	for m, mods := range found {
+		found[m] = sortUnique(mods)
+	}
+	return found, bad
+}
+
+// splitAliasLine splits a trimmed "alias <pattern> <module>" line (fields separated by blanks)
+// without allocating: it runs once per line of a 26,000-line file on every boot.
+func splitAliasLine(line []byte) (pattern, module []byte, ok bool) {
+	rest, found := bytes.CutPrefix(line, []byte("alias"))
+	if !found || len(rest) == 0 || !isBlank(rest[0]) {
+		return nil, nil, false
+	}
+	rest = bytes.TrimLeft(rest, " \t")
+	end := 0
+	for end < len(rest) && !isBlank(rest[end]) {
+		end++
+	}
+	if end == 0 || end == len(rest) {
+		return nil, nil, false
+	}
+	pattern, module = rest[:end], bytes.TrimLeft(rest[end:], " \t")
+	for _, c := range module {
+		if isBlank(c) {
+			return nil, nil, false
+		}
+	}
+	return pattern, module, len(module) > 0
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+func literalPrefixBytes(pattern []byte) []byte {
+	for i, c := range pattern {
+		switch c {
+		case '*', '?', '[', '\\':
+			return pattern[:i]
+		}
+	}
+	return pattern
+}
+
+// compareBytes is strings.Compare(s, string(b)) without converting b.
+func compareBytes(s string, b []byte) int {
+	n := min(len(s), len(b))
+	for i := 0; i < n; i++ {
+		if s[i] != b[i] {
+			if s[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	return len(s) - len(b)
+}
+
+func hasPrefixBytes(s string, prefix []byte) bool {
+	return len(s) >= len(prefix) && compareBytes(s[:len(prefix)], prefix) == 0
 }
 
 // builtinModinfo is modules.builtin.modinfo: NUL-separated "<module>.<key>=<value>" records

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
@@ -23,7 +24,8 @@ type Kernel struct {
 	Warnings []string
 
 	fsys           vfs.FS
-	aliases        *aliasIndex
+	aliasFile      []byte // modules.alias, scanned per Resolve
+	badAliasLines  int
 	builtinAliases *aliasIndex
 	builtin        *builtinModinfo
 	paths          map[string]string // module name -> file path under Dir (from modules.dep)
@@ -43,7 +45,6 @@ func Open(fsys vfs.FS, release string) (*Kernel, error) {
 	k := &Kernel{
 		Release:        release,
 		fsys:           fsys,
-		aliases:        newAliasIndex(),
 		builtinAliases: newAliasIndex(),
 		firmware:       make(map[string][]string),
 	}
@@ -60,9 +61,7 @@ func Open(fsys vfs.FS, release string) (*Kernel, error) {
 	}
 
 	if data, err := k.readMeta("modules.alias"); err == nil {
-		if bad := parseModulesAlias(data, k.aliases); bad > 0 {
-			k.warn("%s/modules.alias: %d malformed lines skipped", k.Dir, bad)
-		}
+		k.aliasFile = data
 	}
 	if data, err := k.readMeta("modules.builtin.modinfo"); err == nil {
 		k.builtin = parseBuiltinModinfo(data, k.builtinAliases)
@@ -89,17 +88,31 @@ func (k *Kernel) warn(format string, args ...any) {
 	k.Warnings = append(k.Warnings, fmt.Sprintf(format, args...))
 }
 
-// Modules returns the modules whose alias matches modalias, as `modprobe -R <modalias>` does:
-// loadable modules from modules.alias first and, only when none matches, built-in modules
-// (kmod_module_new_from_lookup stops at the first source that finds something).
+// Resolve returns, for each modalias, the modules whose alias matches it, as
+// `modprobe -R <modalias>` answers: loadable modules from modules.alias first and, only when none
+// matches, built-in modules (kmod_module_new_from_lookup in libkmod/libkmod-module.c stops at the
+// first source that finds something). Modaliases nothing matches are absent from the map.
+func (k *Kernel) Resolve(modaliases []string) map[string][]string {
+	found, bad := resolveFromAliasFile(k.aliasFile, modaliases)
+	if bad > 0 && k.badAliasLines == 0 {
+		k.warn("%s/modules.alias: %d malformed lines skipped", k.Dir, bad)
+	}
+	k.badAliasLines = bad
+	for _, m := range modaliases {
+		if m == "" || len(found[m]) > 0 {
+			continue
+		}
+		if mods := k.builtinAliases.lookup(m); len(mods) > 0 {
+			found[m] = mods
+		}
+	}
+	delete(found, "")
+	return found
+}
+
+// Modules is Resolve for one modalias.
 func (k *Kernel) Modules(modalias string) []string {
-	if modalias == "" {
-		return nil
-	}
-	if found := k.aliases.lookup(modalias); len(found) > 0 {
-		return found
-	}
-	return k.builtinAliases.lookup(modalias)
+	return k.Resolve([]string{modalias})[modalias]
 }
 
 // IsBuiltin reports whether module is linked into the kernel image.
@@ -123,20 +136,38 @@ func (k *Kernel) Firmware(module string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := k.fsys.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("module %s: %w", module, err)
-	}
-	elfData, err := decompressModule(raw)
-	if err != nil {
-		return nil, fmt.Errorf("module %s: %s: %w", module, file, err)
-	}
-	fw, err := modinfoValues(elfData, "firmware")
+	fw, err := k.readModuleFirmware(file)
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %s: %w", module, file, err)
 	}
 	k.firmware[module] = fw
 	return fw, nil
+}
+
+// readModuleFirmware reads the firmware= entries of a module file. An uncompressed module is
+// read in place (ELF headers and the .modinfo section only: modules such as amdgpu are tens of
+// MiB); a compressed one is decompressed whole first.
+func (k *Kernel) readModuleFirmware(file string) ([]string, error) {
+	f, err := k.fsys.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if ra, ok := f.(io.ReaderAt); ok {
+		head := make([]byte, 6)
+		if n, _ := ra.ReadAt(head, 0); n >= 4 && !isCompressed(head[:n]) {
+			return modinfoValues(ra, "firmware")
+		}
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, maxModuleSize+1))
+	if err != nil {
+		return nil, err
+	}
+	elfData, err := decompressModule(raw)
+	if err != nil {
+		return nil, err
+	}
+	return modinfoValues(bytes.NewReader(elfData), "firmware")
 }
 
 // modulePath finds a module's file through modules.dep, read on first use: most runs only need
@@ -159,15 +190,19 @@ func (k *Kernel) modulePath(module string) (string, error) {
 }
 
 // parseModulesDep maps module names to their file paths from modules.dep lines
-// "kernel/drivers/net/foo.ko.xz: dep1.ko dep2.ko".
+// "kernel/drivers/net/foo.ko.xz: dep1.ko dep2.ko". Keys and values are slices of one string
+// holding the file, not an allocation per line.
 func parseModulesDep(data []byte) map[string]string {
-	paths := make(map[string]string)
-	for _, line := range bytes.Split(data, []byte{'\n'}) {
-		colon := bytes.IndexByte(line, ':')
+	text := string(data)
+	paths := make(map[string]string, strings.Count(text, "\n"))
+	for len(text) > 0 {
+		line, rest, _ := strings.Cut(text, "\n")
+		text = rest
+		colon := strings.IndexByte(line, ':')
 		if colon <= 0 {
 			continue
 		}
-		file := string(line[:colon])
+		file := line[:colon]
 		paths[moduleNameFromPath(file)] = file
 	}
 	return paths
@@ -175,9 +210,12 @@ func parseModulesDep(data []byte) map[string]string {
 
 // moduleNameFromPath turns ".../rtw88_8821au.ko.zst" into "rtw88_8821au".
 func moduleNameFromPath(file string) string {
-	base := path.Base(file)
+	base := file[strings.LastIndexByte(file, '/')+1:]
 	if i := strings.Index(base, ".ko"); i > 0 {
 		base = base[:i]
+	}
+	if strings.IndexByte(base, '-') < 0 {
+		return base
 	}
 	return normalizeName(base)
 }

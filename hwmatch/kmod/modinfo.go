@@ -22,6 +22,10 @@ var (
 	magicGzip = []byte{0x1f, 0x8b}
 )
 
+func isCompressed(head []byte) bool {
+	return bytes.HasPrefix(head, magicXZ) || bytes.HasPrefix(head, magicZstd) || bytes.HasPrefix(head, magicGzip)
+}
+
 // decompressModule returns the ELF bytes of a module file. The format is told by magic bytes,
 // not by the .ko.xz/.ko.zst/.ko.gz suffix, as kmod does (libkmod/libkmod-file.c).
 func decompressModule(data []byte) ([]byte, error) {
@@ -62,8 +66,8 @@ func decompressModule(data []byte) ([]byte, error) {
 // modinfoValues returns every value of key in the module's .modinfo section, in order. The
 // section is a sequence of NUL-terminated "key=value" strings; a key such as "firmware" repeats
 // once per MODULE_FIRMWARE() line (include/linux/module.h), so all of them are kept.
-func modinfoValues(elfData []byte, key string) ([]string, error) {
-	f, err := elf.NewFile(bytes.NewReader(elfData))
+func modinfoValues(r io.ReaderAt, key string) ([]string, error) {
+	f, err := elf.NewFile(r)
 	if err != nil {
 		return nil, fmt.Errorf("not an ELF module: %w", err)
 	}
