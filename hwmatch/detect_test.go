@@ -9,75 +9,8 @@ import (
 	"github.com/twpayne/go-vfs/v4/vfst"
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
+	"github.com/kairos-io/kairos-firmware/hwmatch/fakesys"
 )
-
-const fakeRelease = "6.9.0-test"
-
-// pciEntries returns the sysfs files of one PCI device below the root port pci0000:00.
-func pciEntries(tree map[string]any, addr, vendor, device, class, modalias, driver string) {
-	dir := "/sys/devices/pci0000:00/" + addr
-	tree["/sys/bus/pci/devices/"+addr] = &vfst.Symlink{Target: "../../../devices/pci0000:00/" + addr}
-	tree[dir+"/vendor"] = vendor + "\n"
-	tree[dir+"/device"] = device + "\n"
-	tree[dir+"/class"] = class + "\n"
-	if modalias != "" {
-		tree[dir+"/modalias"] = modalias + "\n"
-	}
-	if driver != "" {
-		tree[dir+"/driver"] = &vfst.Symlink{Target: "../../../bus/pci/drivers/" + driver}
-	}
-}
-
-// spikeTree is a machine like the spike's: a Realtek USB WLAN adapter whose interface failed to
-// load rtw88/rtw8821a_fw.bin, next to PCI devices in every state.
-func spikeTree() map[string]any {
-	tree := map[string]any{}
-	pciEntries(tree, "0000:00:00.0", "0x8086", "0x1237", "0x060000", "pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00", "")
-	pciEntries(tree, "0000:00:02.0", "0x8086", "0x100e", "0x020000", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "e1000")
-	pciEntries(tree, "0000:00:03.0", "0x1234", "0x11e8", "0x00ff00", "pci:v00001234d000011E8sv00001AF4sd00001100bc00scFFi00", "")
-	// ghw rejects this modalias (too short): the device must still be listed, ids from sysfs.
-	pciEntries(tree, "0000:00:04.0", "0x10ec", "0xc821", "0x028000", "pci:v000010ECd0000C821", "")
-	// A module matches, nothing is bound and the log is silent about it.
-	pciEntries(tree, "0000:00:06.0", "0x10ec", "0xc821", "0x028000", "pci:v000010ECd0000C821sv000010ECsd0000C821bc02sc80i00", "")
-
-	usb := "/sys/devices/pci0000:00/0000:00:05.0/usb1"
-	tree["/sys/bus/usb/devices/usb1"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1"}
-	tree["/sys/bus/usb/devices/1-4"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1/1-4"}
-	tree["/sys/bus/usb/devices/1-4:1.0"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1/1-4/1-4:1.0"}
-	for dir, attrs := range map[string]map[string]string{
-		usb:          {"idVendor": "1d6b", "idProduct": "0002", "bDeviceClass": "09", "bDeviceSubClass": "00", "bDeviceProtocol": "01"},
-		usb + "/1-4": {"idVendor": "2357", "idProduct": "11e", "bDeviceClass": "00", "bDeviceSubClass": "00", "bDeviceProtocol": "00"},
-		usb + "/1-4/1-4:1.0": {"bInterfaceClass": "ff", "bInterfaceSubClass": "ff", "bInterfaceProtocol": "ff",
-			"modalias": "usb:v2357p011Ed0200dc00dsc00dp00icFFiscFFipFFin00"},
-	} {
-		for name, value := range attrs {
-			tree[dir+"/"+name] = value + "\n"
-		}
-	}
-	tree[usb+"/driver"] = &vfst.Symlink{Target: "../../../../bus/usb/drivers/usb"}
-	tree[usb+"/1-4/driver"] = &vfst.Symlink{Target: "../../../../../bus/usb/drivers/usb"}
-
-	mods := "/lib/modules/" + fakeRelease
-	tree[mods+"/modules.alias"] = strings.Join([]string{
-		"# Aliases extracted from modules themselves.",
-		"alias usb:v2357p011Ed*dc*dsc*dp*ic*isc*ip*in* rtw88_8821au",
-		"alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000",
-		"alias pci:v000010ECd0000C821sv*sd*bc*sc*i* rtw88_8821ce",
-		"this line is malformed",
-	}, "\n") + "\n"
-	// Built-in modules declare their aliases and firmware in modules.builtin.modinfo; a module
-	// found in modules.alias needs its .ko, which this tree lacks (a per-device warning).
-	tree[mods+"/modules.builtin.modinfo"] = "edu_fw.alias=pci:v00001234d000011E8sv*sd*bc*sc*i*\x00edu_fw.firmware=edu/edu.bin\x00edu_fw.firmware=edu/edu-v2.bin\x00"
-	tree[mods+"/modules.dep"] = ""
-	tree["/dev/kmsg"] = strings.Join([]string{
-		"[   48.874800] usb 1-4: new high-speed USB device number 3 using xhci_hcd",
-		"[   49.065898] rtw_8821au 1-4:1.0: Direct firmware load for rtw88/rtw8821a_fw.bin failed with error -2",
-		"[   49.065904] rtw_8821au 1-4:1.0: failed to request firmware",
-		"[   49.078480] rtw_8821au 1-4:1.0: probe with driver rtw_8821au failed with error -22",
-		"[   50.000000] edu_fw 0000:00:03.0: firmware: failed to load edu/edu.bin (-2)",
-	}, "\n") + "\n"
-	return tree
-}
 
 func detectTree(t *testing.T, tree map[string]any, opts Options) *Inventory {
 	t.Helper()
@@ -88,7 +21,7 @@ func detectTree(t *testing.T, tree map[string]any, opts Options) *Inventory {
 	t.Cleanup(cleanup)
 	opts.Root = hostfs.FromFS(fsys.TempDir(), fsys)
 	if opts.KernelRelease == "" {
-		opts.KernelRelease = fakeRelease
+		opts.KernelRelease = fakesys.Release
 	}
 	inv, err := Detect(opts)
 	if err != nil {
@@ -109,7 +42,7 @@ func deviceByID(t *testing.T, inv *Inventory, id string) *Device {
 }
 
 func TestDetectSpikeMachine(t *testing.T) {
-	inv := detectTree(t, spikeTree(), Options{})
+	inv := detectTree(t, fakesys.SpikeMachine(), Options{})
 
 	var ids []string
 	for _, d := range inv.Devices {
@@ -178,7 +111,7 @@ func TestDetectSpikeMachine(t *testing.T) {
 }
 
 func TestDetectDegradesWithoutKernelMetadata(t *testing.T) {
-	tree := spikeTree()
+	tree := fakesys.SpikeMachine()
 	for p := range tree {
 		if strings.HasPrefix(p, "/lib/modules/") || p == "/dev/kmsg" {
 			delete(tree, p)
@@ -189,7 +122,7 @@ func TestDetectDegradesWithoutKernelMetadata(t *testing.T) {
 		t.Fatalf("want all 8 devices without kernel metadata, got %d", len(inv.Devices))
 	}
 	w := strings.Join(inv.Warnings, "\n")
-	for _, want := range []string{"no modules directory for kernel " + fakeRelease, "kernel log:"} {
+	for _, want := range []string{"no modules directory for kernel " + fakesys.Release, "kernel log:"} {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings %q lack %q", w, want)
 		}
@@ -206,7 +139,7 @@ func TestDetectKmsgOverride(t *testing.T) {
 	if err := os.WriteFile(log, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inv := detectTree(t, spikeTree(), Options{KmsgPath: log})
+	inv := detectTree(t, fakesys.SpikeMachine(), Options{KmsgPath: log})
 	if d := deviceByID(t, inv, "1-4:1.0"); !reflect.DeepEqual(d.FirmwareFailed, []string{"rtw88/rtw8821a_fw.bin"}) || d.ProbeFailed {
 		t.Errorf("--kmsg file not used: %+v", d)
 	}
@@ -216,8 +149,8 @@ func TestDetectKmsgOverride(t *testing.T) {
 }
 
 func TestKernelReleaseFromRoot(t *testing.T) {
-	tree := spikeTree()
-	tree["/proc/sys/kernel/osrelease"] = fakeRelease + "\n"
+	tree := fakesys.SpikeMachine()
+	tree["/proc/sys/kernel/osrelease"] = fakesys.Release + "\n"
 	fsys, cleanup, err := vfst.NewTestFS(tree)
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +160,7 @@ func TestKernelReleaseFromRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inv.KernelRelease != fakeRelease || inv.Kernel == nil {
+	if inv.KernelRelease != fakesys.Release || inv.Kernel == nil {
 		t.Errorf("kernel release %q, kernel %v", inv.KernelRelease, inv.Kernel)
 	}
 }

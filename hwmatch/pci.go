@@ -23,7 +23,7 @@ const sysBusPCIDevices = "/sys/bus/pci/devices"
 func pciDevices(root *hostfs.Root) ([]*Device, []string) {
 	entries, err := root.FS.ReadDir(sysBusPCIDevices)
 	if err != nil {
-		return nil, []string{fmt.Sprintf("%s: %v (no PCI devices listed)", root.Real(sysBusPCIDevices), err)}
+		return nil, []string{fmt.Sprintf("%s: %v (no PCI devices listed)", root.Real(sysBusPCIDevices), cause(err))}
 	}
 	decoder, err := ghw.PCI(ghw.WithChroot(root.Dir), ghw.WithPCIDB(&pcidb.PCIDB{}),
 		ghw.WithDisableTopology(), ghw.WithDisableTools(), ghw.WithDisableWarnings())

@@ -1,7 +1,9 @@
 package hwmatch
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"strconv"
 	"strings"
@@ -9,11 +11,21 @@ import (
 	"github.com/kairos-io/kairos-firmware/hostfs"
 )
 
+// cause drops the operation and path that an *fs.PathError repeats, for messages that name the
+// path themselves.
+func cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
 // readTrimmed reads a one-line sysfs attribute.
 func readTrimmed(root *hostfs.Root, p string) (string, error) {
 	data, err := root.FS.ReadFile(p)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", root.Real(p), err)
+		return "", fmt.Errorf("%s: %w", root.Real(p), cause(err))
 	}
 	return strings.TrimSpace(string(data)), nil
 }

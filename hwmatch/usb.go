@@ -18,7 +18,7 @@ const sysBusUSBDevices = "/sys/bus/usb/devices"
 func usbDevices(root *hostfs.Root) ([]*Device, []string) {
 	entries, err := root.FS.ReadDir(sysBusUSBDevices)
 	if err != nil {
-		return nil, []string{fmt.Sprintf("%s: %v (no USB devices listed)", root.Real(sysBusUSBDevices), err)}
+		return nil, []string{fmt.Sprintf("%s: %v (no USB devices listed)", root.Real(sysBusUSBDevices), cause(err))}
 	}
 	byID := make(map[string]*Device)
 	var devices []*Device

@@ -14,6 +14,7 @@ func runDetect(args []string, stdout, stderr io.Writer) int {
 	var sys systemFlags
 	fs := newFlagSet("detect", stderr)
 	sys.register(fs)
+	firmwareOnly := fs.Bool("firmware-only", false, "list only devices whose modules declare firmware or that failed to load firmware")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -29,6 +30,15 @@ func runDetect(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, w := range inv.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if *firmwareOnly {
+		kept := inv.Devices[:0]
+		for _, d := range inv.Devices {
+			if len(d.Firmware) > 0 || len(d.FirmwareFailed) > 0 {
+				kept = append(kept, d)
+			}
+		}
+		inv.Devices = kept
 	}
 	if sys.json {
 		return writeJSON(stdout, stderr, inv)

@@ -11,6 +11,7 @@ var version = ""
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("version", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -20,6 +21,9 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 		if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
 			v = info.Main.Version
 		}
+	}
+	if *asJSON {
+		return writeJSON(stdout, stderr, map[string]string{"version": v})
 	}
 	fmt.Fprintf(stdout, "kairos-firmware %s\n", v)
 	return exitOK

@@ -1,0 +1,103 @@
+package tests
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/twpayne/go-vfs/v4/vfst"
+
+	"github.com/kairos-io/kairos-firmware/hwmatch"
+	"github.com/kairos-io/kairos-firmware/hwmatch/fakesys"
+)
+
+// fakeRoot writes a fake system tree into a temporary directory and returns it.
+func fakeRoot(t *testing.T, tree map[string]any) string {
+	t.Helper()
+	fsys, cleanup, err := vfst.NewTestFS(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return fsys.TempDir()
+}
+
+func TestDetectHumanOutputReadsLikeLspci(t *testing.T) {
+	root := fakeRoot(t, fakesys.SpikeMachine())
+	stdout, stderr, code := runCLI(t, "detect", "--root", root, "--kernel-release", fakesys.Release)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"1-4:1.0 usb [2357:011e] class ffffff: failed-firmware\n",
+		"\tModalias: usb:v2357p011Ed0200dc00dsc00dp00icFFiscFFipFFin00\n",
+		"\tKernel modules: rtw88_8821au\n",
+		"\tFirmware failed to load: rtw88/rtw8821a_fw.bin\n",
+		"\tProbe failed: error -22\n",
+		"0000:00:02.0 pci [8086:100e] class 020000: bound\n\tModalias: pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\n\tKernel driver in use: e1000\n",
+		"\tFirmware declared (2): edu/edu.bin, edu/edu-v2.bin\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	// Problems reading the tree go to stderr as warnings, never into the data on stdout.
+	if !strings.Contains(stderr, "warning: ") || strings.Contains(stdout, "warning:") {
+		t.Errorf("warnings belong on stderr only:\nstdout: %s\nstderr: %s", stdout, stderr)
+	}
+}
+
+func TestDetectJSONShape(t *testing.T) {
+	root := fakeRoot(t, fakesys.SpikeMachine())
+	var raw struct {
+		KernelRelease string           `json:"kernel_release"`
+		Devices       []map[string]any `json:"devices"`
+	}
+	runJSON(t, &raw, "detect", "--root", root, "--kernel-release", fakesys.Release, "--json")
+	if raw.KernelRelease != fakesys.Release || len(raw.Devices) != 8 {
+		t.Fatalf("kernel_release %q, %d devices", raw.KernelRelease, len(raw.Devices))
+	}
+	for _, d := range raw.Devices {
+		for _, field := range []string{"bus", "id", "vendor", "product", "class", "modalias", "driver", "modules", "firmware", "firmware_failed", "probe_failed", "status"} {
+			if _, ok := d[field]; !ok {
+				t.Errorf("device %v lacks field %q", d["id"], field)
+			}
+		}
+	}
+	var inv hwmatch.Inventory
+	runJSON(t, &inv, "detect", "--root", root, "--kernel-release", fakesys.Release, "--json")
+	data, _ := json.Marshal(inv.Devices[0])
+	if !strings.Contains(string(data), `"firmware_failed":[]`) {
+		t.Errorf("empty lists must be [] not null: %s", data)
+	}
+}
+
+func TestExitCodesAndErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nowhere")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{}, 2, "usage: kairos-firmware COMMAND"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"detect", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
+		{[]string{"detect", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"detect", "--root", missing}, 2, missing},
+		{[]string{"detect", "--root", file}, 2, "not a directory"},
+		{[]string{"help"}, 0, "detect"},
+		{[]string{"detect", "--help"}, 0, "-kernel-release"},
+		{[]string{"version"}, 0, "kairos-firmware "},
+	} {
+		stdout, stderr, code := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(stdout+stderr, c.want) {
+			t.Errorf("kairos-firmware %v: exit %d (want %d), output lacks %q:\n%s%s", c.args, code, c.code, c.want, stdout, stderr)
+		}
+	}
+}
