@@ -101,3 +101,39 @@ func TestExitCodesAndErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "90_firmware.yaml")
+	good := filepath.Join(dir, "91_firmware.yaml")
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(bad, []byte("#cloud-config\nfirmware:\n  auto: maybe\n  reprobe: {mode: sometimes}\n"), 0o644))
+	must(os.WriteFile(good, []byte("#cloud-config\nfirmware:\n  extensions:\n    - name: linux-firmware-realtek\n      when: [{usb: \"2357:011e\"}]\n"), 0o644))
+
+	stdout, _, code := runCLI(t, "validate", bad)
+	want := bad + ":3:9: firmware.auto: expected a boolean (true or false), got a string (value \"maybe\")\n" +
+		bad + ":4:19: firmware.reprobe.mode: unknown mode; want failed, matched or off (value \"sometimes\")\n2 errors\n"
+	if code != 1 || stdout != want {
+		t.Errorf("validate of a bad file: exit %d\n got %q\nwant %q", code, stdout, want)
+	}
+	if stdout, _, code := runCLI(t, "validate", good); code != 0 || stdout != "valid\n" {
+		t.Errorf("validate of a good file: exit %d, %q", code, stdout)
+	}
+	var res struct {
+		Valid  bool             `json:"valid"`
+		Errors []map[string]any `json:"errors"`
+	}
+	stdout, _, code = runCLI(t, "validate", "--json", good, bad)
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != 1 || res.Valid || len(res.Errors) != 2 || res.Errors[0]["line"] != float64(3) {
+		t.Errorf("validate --json: exit %d, %v, %s", code, err, stdout)
+	}
+	// Without files: the Kairos directories under --root.
+	root := fakeRoot(t, map[string]any{"/oem/90_firmware.yaml": "#cloud-config\nfirmware:\n  auto: 3\n"})
+	if stdout, _, code := runCLI(t, "validate", "--root", root); code != 1 || !strings.HasPrefix(stdout, "/oem/90_firmware.yaml:3:9: firmware.auto:") {
+		t.Errorf("validate --root: exit %d, %q", code, stdout)
+	}
+}

@@ -27,8 +27,9 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"detect":  {"inventory PCI/USB devices, their modules, declared firmware and kernel-log failures", runDetect},
-	"version": {"print the version", runVersion},
+	"detect":   {"inventory PCI/USB devices, their modules, declared firmware and kernel-log failures", runDetect},
+	"validate": {"check the firmware: block of the cloud-config (every error with file, line and column)", runValidate},
+	"version":  {"print the version", runVersion},
 }
 
 func main() {
@@ -86,13 +87,18 @@ func (s *systemFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&s.json, "json", false, "print JSON")
 }
 
+// usageExit is the exit code for a flag parsing error: --help is not an error.
+func usageExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
 // parseFlags parses args; it returns exitOK to go on, or the exit code to stop with.
 func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
+		return usageExit(err), false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), strings.Join(fs.Args(), " "))
