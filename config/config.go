@@ -9,6 +9,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -16,7 +17,8 @@ import (
 type SignaturePolicy string
 
 const (
-	// SignaturesAuto verifies a signature when the image carries one and accepts unsigned images.
+	// SignaturesAuto is SignaturesRequired on a UKI boot; otherwise it verifies a signature when
+	// the image carries one and accepts unsigned images.
 	SignaturesAuto SignaturePolicy = "auto"
 	// SignaturesRequired refuses images that carry no valid signature.
 	SignaturesRequired SignaturePolicy = "required"
@@ -105,6 +107,18 @@ func (p IDPattern) MarshalText() ([]byte, error) {
 	return []byte(p.String()), nil
 }
 
+// UnmarshalText reads "vvvv:pppp" back, so that JSON written by MarshalText round-trips (the
+// report and plan files are read back by `status`). Validation of configuration files is the
+// decoder's job; this only splits.
+func (p *IDPattern) UnmarshalText(text []byte) error {
+	vendor, product, ok := strings.Cut(string(text), ":")
+	if !ok {
+		return fmt.Errorf("id pattern %q: want vendor:product", text)
+	}
+	p.Vendor, p.Product = vendor, product
+	return nil
+}
+
 // Matches reports whether a device with the given vendor and product ids matches the pattern.
 func (p IDPattern) Matches(vendor, product uint16) bool {
 	return idSideMatches(p.Vendor, vendor) && idSideMatches(p.Product, product)
@@ -139,6 +153,16 @@ func (d Duration) String() string {
 // MarshalText renders the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(d.String()), nil
+}
+
+// UnmarshalText reads a Go duration string back ("10s").
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", text, err)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Defaults returns the built-in configuration that applies when no source sets a key, and as a

@@ -2,8 +2,10 @@ package config
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultsJSON(t *testing.T) {
@@ -97,5 +99,26 @@ func TestHasValidHeader(t *testing.T) {
 		if got := hasValidHeader([]byte(tt.data)); got != tt.want {
 			t.Errorf("hasValidHeader(%q) = %v, want %v", tt.data, got, tt.want)
 		}
+	}
+}
+
+func TestConfigJSONRoundTrips(t *testing.T) {
+	c := Defaults()
+	c.Extensions = []Extension{{Name: "fw", When: []Match{{USB: &IDPattern{Vendor: "2357", Product: "*"}}}}}
+	c.Reprobe.Timeout = Duration(90 * time.Second)
+	data, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Config
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("%s: %v", data, err)
+	}
+	if !reflect.DeepEqual(&back, c) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", back, *c)
+	}
+	var p IDPattern
+	if err := p.UnmarshalText([]byte("2357")); err == nil {
+		t.Error("an id pattern without ':' was accepted")
 	}
 }

@@ -6,6 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	vfs "github.com/twpayne/go-vfs/v4"
+
+	"github.com/kairos-io/kairos-firmware/hostfs"
 )
 
 // Image is what one extension image offers.
@@ -31,40 +35,58 @@ type Image struct {
 	Problems []Problem
 }
 
-// Read opens the image at path and describes it. Checks, in order: the name rule, the
-// format, no usr/lib/os-release (systemd-sysext refuses such images), the extension-release
-// file, the firmware hierarchy (real directories, no usr/lib/firmware/updates), then the
-// manifest if present, else the firmware tree.
+// Read opens the image at path on the real file system and describes it; see ReadEntry.
 func Read(path string) (*Image, error) {
-	lst, err := os.Lstat(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	img := &Image{Path: path}
+	img, err := ReadEntry(&hostfs.Root{Dir: "/", FS: vfs.OSFS}, abs)
+	if img != nil {
+		img.Path = path
+	}
+	return img, err
+}
+
+// ReadEntry describes the image at p, an absolute path under root (a store entry, possibly a
+// symlink: Kairos' enable links point into the flat store, and resolve inside the root). The
+// image is named after the entry, as systemd-sysext names what it finds in a search directory.
+// Checks, in order: the name rule, the format, no usr/lib/os-release (systemd-sysext refuses
+// such images), the extension-release file, the firmware hierarchy (real directories, no
+// usr/lib/firmware/updates), then the manifest if present, else the firmware tree.
+func ReadEntry(root *hostfs.Root, p string) (*Image, error) {
+	lst, err := root.FS.Lstat(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, unwrapPathError(err))
+	}
+	img := &Image{Path: p}
+	resolved := p
 	if lst.Mode()&fs.ModeSymlink != 0 {
-		if img.Target, err = filepath.EvalSymlinks(path); err != nil {
-			return nil, fmt.Errorf("%s: resolving the symlink: %w", path, err)
+		if resolved, err = root.Resolve(p); err != nil {
+			return nil, fmt.Errorf("%s: resolving the symlink: %w", p, err)
 		}
+		img.Target = resolved
 	}
-	st, err := os.Stat(path)
+	real := root.Real(resolved)
+	st, err := os.Stat(real)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", p, unwrapPathError(err))
 	}
 	if !st.IsDir() && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %v is neither a directory nor a regular file", path, st.Mode().Type())
+		return nil, fmt.Errorf("%s: %v is neither a directory nor a regular file", p, st.Mode().Type())
 	}
-	if img.Name, err = ImageName(path, st.IsDir()); err != nil {
+	if img.Name, err = ImageName(p, st.IsDir()); err != nil {
 		return nil, err
 	}
-	fsys, format, closer, err := Open(path)
+	fsys, format, closer, err := Open(real)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	defer closer.Close()
 	img.Format = format
 	ifs := fsys.(*ImageFS)
 	if err := img.read(ifs); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return img, nil
 }

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/kairos-io/kairos-firmware/manifests/internal/imagetest"
+	"github.com/kairos-io/kairos-firmware/tests/imagetest"
 )
 
 const releaseText = "ID=_any\nARCHITECTURE=x86-64\n# built by a test\nVERSION_ID=\"1.0\"\n"

@@ -1,11 +1,16 @@
 package manifests
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/kairos-io/kairos-firmware/hostfs"
 )
 
 // Rejected is a store entry that is not a usable image.
@@ -16,34 +21,40 @@ type Rejected struct {
 	Reason string
 }
 
-// ScanStore reads every image in dir: directories and *.raw files, symlinks followed (Kairos'
-// enable links point into the flat store). Entries starting with "." are skipped, as hidden
-// files. Images are returned ordered by name; when two entries share a name, the first in
-// file name order wins and the other is rejected naming both paths (systemd-sysext would also
-// merge only one of them). A dir that cannot be listed is one Rejected entry.
-func ScanStore(dir string) ([]*Image, []Rejected) {
-	ents, err := os.ReadDir(dir)
+// ScanStore reads every image in dir, an absolute path under root: directories and *.raw files,
+// symlinks followed inside the root (Kairos' enable links point into the flat store). Entries
+// starting with "." are skipped, as hidden files, and so are the names in skip (the flat store's
+// active/, passive/... directories are not images). Images are returned ordered by name; when
+// two entries share a name, the first in file name order wins and the other is rejected naming
+// both paths (systemd-sysext would also merge only one of them). A missing dir holds no images;
+// one that cannot be listed is one Rejected entry. Paths are as the system under root sees them.
+func ScanStore(root *hostfs.Root, dir string, skip ...string) ([]*Image, []Rejected) {
+	ents, err := root.FS.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
-		return nil, []Rejected{{Name: filepath.Base(dir), Path: dir, Reason: fmt.Sprintf("listing the store: %v", err)}}
+		return nil, []Rejected{{Name: path.Base(dir), Path: dir, Reason: fmt.Sprintf("listing the store: %v", unwrapPathError(err))}}
 	}
 	var images []*Image
 	var rejected []Rejected
 	byName := map[string]*Image{}
-	for _, e := range ents { // os.ReadDir sorts by file name
-		if strings.HasPrefix(e.Name(), ".") {
+	for _, e := range ents { // ReadDir sorts by file name
+		if strings.HasPrefix(e.Name(), ".") || slices.Contains(skip, e.Name()) {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		target, _ := filepath.EvalSymlinks(p)
-		if target == p {
-			target = ""
-		}
-		img, err := Read(p)
+		p := path.Join(dir, e.Name())
+		img, err := ReadEntry(root, p)
 		if err != nil {
-			name := e.Name()
-			if st, serr := os.Stat(p); serr == nil {
-				if n, nerr := ImageName(p, st.IsDir()); nerr == nil {
-					name = n
+			name, target := e.Name(), ""
+			if t, rerr := root.Resolve(p); rerr == nil {
+				if t != p {
+					target = t
+				}
+				if st, serr := os.Stat(root.Real(t)); serr == nil {
+					if n, nerr := ImageName(p, st.IsDir()); nerr == nil {
+						name = n
+					}
 				}
 			}
 			rejected = append(rejected, Rejected{Name: name, Path: p, Target: target, Reason: err.Error()})

@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kairos-io/kairos-firmware/manifests/internal/imagetest"
+	"github.com/kairos-io/kairos-firmware/hostfs"
+	"github.com/kairos-io/kairos-firmware/tests/imagetest"
 )
 
 func TestScanStore(t *testing.T) {
@@ -43,7 +44,11 @@ func TestScanStore(t *testing.T) {
 	os.WriteFile(filepath.Join(store, ".hidden.raw"), []byte("x"), 0o644)
 	os.Symlink(filepath.Join(flat, "missing.raw"), filepath.Join(store, "gone.raw"))
 
-	images, rejected := ScanStore(store)
+	host, err := hostfs.New("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, rejected := ScanStore(host, store)
 	var names []string
 	for _, img := range images {
 		names = append(names, img.Name+"="+filepath.Base(img.Path))
@@ -75,7 +80,7 @@ func TestScanStore(t *testing.T) {
 			t.Errorf("rejected not ordered by name: %s before %s", rejected[i-1].Name, r.Name)
 		}
 	}
-	if _, rej := ScanStore(filepath.Join(store, "nope")); len(rej) != 1 {
-		t.Errorf("missing store: %+v", rej)
+	if imgs, rej := ScanStore(host, filepath.Join(store, "nope")); len(rej) != 0 || len(imgs) != 0 {
+		t.Errorf("a missing store holds no images and is no error: %+v %+v", imgs, rej)
 	}
 }

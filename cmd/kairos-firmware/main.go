@@ -28,6 +28,7 @@ type command struct {
 
 var commands = map[string]command{
 	"detect":   {"inventory PCI/USB devices, their modules, declared firmware and kernel-log failures", runDetect},
+	"plan":     {"decide which firmware extension images this machine needs and which devices to re-probe, and why", runPlan},
 	"validate": {"check the firmware: block of the cloud-config (every error with file, line and column)", runValidate},
 	"version":  {"print the version", runVersion},
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/ulikunitz/xz/lzma"
 	"golang.org/x/sys/unix"
 
-	"github.com/kairos-io/kairos-firmware/manifests/internal/imagetest"
+	"github.com/kairos-io/kairos-firmware/tests/imagetest"
 )
 
 // fixture writes a tree exercising every data path: empty, tiny, block-sized and

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/kairos-io/kairos-firmware/manifests/internal/imagetest"
+	"github.com/kairos-io/kairos-firmware/tests/imagetest"
 )
 
 // FuzzErofs feeds corrupt images to the superblock, inode, directory, xattr and data

@@ -5,6 +5,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,11 +16,18 @@ import (
 
 // Input is everything a decision depends on. Gather collects it from a system.
 type Input struct {
-	Devices []*hwmatch.Device
+	KernelRelease string
+	Devices       []*hwmatch.Device
 	// DMI holds /sys/class/dmi/id/<field> values of the machine, for `dmi` matchers.
-	DMI          map[string]string
-	Config       *config.Config
-	ConfigErrors []config.Error
+	DMI           map[string]string
+	Config        *config.Config
+	ConfigErrors  []config.Error
+	ConfigSources []config.Source
+	// BootState is the Kairos boot state; Stores the directories searched for images.
+	BootState BootState
+	Stores    []string
+	// Warnings are inputs that were missing or unreadable.
+	Warnings []string
 	// Images are the usable images, in the order the stores were scanned.
 	Images []*manifests.Image
 	// Rejected are store entries that cannot be used, with the reason.
@@ -34,14 +42,22 @@ type Input struct {
 
 // Plan is the decision.
 type Plan struct {
-	Devices      []*hwmatch.Device `json:"devices"`
-	Selected     []Selection       `json:"selected"`
-	Rejected     []Rejection       `json:"rejected"`
-	Reprobe      []Reprobe         `json:"reprobe"`
-	ConfigErrors []config.Error    `json:"config_errors"`
+	KernelRelease string            `json:"kernel_release"`
+	BootState     BootState         `json:"boot_state"`
+	Stores        []string          `json:"stores"`
+	Devices       []*hwmatch.Device `json:"devices"`
+	Selected      []Selection       `json:"selected"`
+	Rejected      []Rejection       `json:"rejected"`
+	Reprobe       []Reprobe         `json:"reprobe"`
+	ConfigErrors  []config.Error    `json:"config_errors"`
 	// Unresolved lists what the plan could not satisfy: rules naming an image no store has,
 	// failed firmware no image provides.
 	Unresolved []string `json:"unresolved"`
+	// Config is the configuration in force (the defaults when ConfigErrors is not empty), and
+	// ConfigSources the files and command line it was read from.
+	Config        *config.Config  `json:"config"`
+	ConfigSources []config.Source `json:"config_sources"`
+	Warnings      []string        `json:"warnings"`
 }
 
 // Selection is an image to make visible, with every reason it was chosen.
@@ -98,12 +114,17 @@ const (
 // Decide computes the plan. It is deterministic: the same input gives the same plan.
 func Decide(in Input) *Plan {
 	p := &Plan{
-		Devices:      in.Devices,
-		Selected:     []Selection{},
-		Rejected:     []Rejection{},
-		Reprobe:      []Reprobe{},
-		ConfigErrors: append([]config.Error{}, in.ConfigErrors...),
-		Unresolved:   []string{},
+		KernelRelease: in.KernelRelease,
+		BootState:     in.BootState,
+		Stores:        append([]string{}, in.Stores...),
+		ConfigSources: append([]config.Source{}, in.ConfigSources...),
+		Warnings:      append([]string{}, in.Warnings...),
+		Devices:       in.Devices,
+		Selected:      []Selection{},
+		Rejected:      []Rejection{},
+		Reprobe:       []Reprobe{},
+		ConfigErrors:  append([]config.Error{}, in.ConfigErrors...),
+		Unresolved:    []string{},
 	}
 	if p.Devices == nil {
 		p.Devices = []*hwmatch.Device{}
@@ -112,8 +133,10 @@ func Decide(in Input) *Plan {
 	if cfg == nil {
 		cfg = config.Defaults()
 	}
+	p.Config = cfg
 	for _, r := range in.Rejected {
-		p.Rejected = append(p.Rejected, Rejection{Name: r.Name, Path: r.Path, Reason: r.Reason})
+		// The reason need not repeat the path the rejection names.
+		p.Rejected = append(p.Rejected, Rejection{Name: r.Name, Path: r.Path, Reason: strings.TrimPrefix(r.Reason, r.Path+": ")})
 	}
 
 	s := newSelector(in)
@@ -141,12 +164,29 @@ type selector struct {
 	byName     map[string]*manifests.Image
 	providers  map[string][]*manifests.Image // firmware name -> images that provide it for this kernel
 	chosen     map[string]*Selection
+	reasonAt   map[reasonKey]int // index of a (image, device, rule) reason in its selection
 	order      []string
 	unresolved []string
 	// served records, per device, the firmware names some selected image provides for it.
 	served map[string]map[string]bool
 	// matched records the devices an explicit rule matched.
 	matched map[string]bool
+	// presentCache memoizes Input.Present: many devices declare the same firmware, and each
+	// look-up stats up to 15 paths.
+	presentCache map[string]string
+}
+
+// present is Input.Present, memoized; "" when absent or unknown.
+func (s *selector) present(name string) string {
+	if s.in.Present == nil {
+		return ""
+	}
+	where, ok := s.presentCache[name]
+	if !ok {
+		where = s.in.Present(name)
+		s.presentCache[name] = where
+	}
+	return where
 }
 
 func newSelector(in Input) *selector {
@@ -155,8 +195,11 @@ func newSelector(in Input) *selector {
 		byName:    map[string]*manifests.Image{},
 		providers: map[string][]*manifests.Image{},
 		chosen:    map[string]*Selection{},
+		reasonAt:  map[reasonKey]int{},
 		served:    map[string]map[string]bool{},
 		matched:   map[string]bool{},
+
+		presentCache: map[string]string{},
 	}
 	for _, img := range in.Images {
 		if _, dup := s.byName[img.Name]; dup {
@@ -190,6 +233,8 @@ func (s *selector) readable(f manifests.FirmwareFile) bool {
 	return s.in.Supports("")
 }
 
+type reasonKey struct{ image, device, rule string }
+
 func (s *selector) add(img *manifests.Image, r Reason) {
 	sel, ok := s.chosen[img.Name]
 	if !ok {
@@ -200,11 +245,11 @@ func (s *selector) add(img *manifests.Image, r Reason) {
 	if r.Firmware == nil {
 		r.Firmware = []string{}
 	}
-	for _, have := range sel.Reasons {
-		if have.Device == r.Device && have.Rule == r.Rule {
-			return
-		}
+	key := reasonKey{img.Name, r.Device, r.Rule}
+	if _, have := s.reasonAt[key]; have {
+		return
 	}
+	s.reasonAt[key] = len(sel.Reasons)
 	sel.Reasons = append(sel.Reasons, r)
 	if r.Device != "" {
 		for _, name := range r.Firmware {
@@ -291,7 +336,7 @@ func (s *selector) auto() {
 	for _, d := range s.in.Devices {
 		for _, name := range d.FirmwareFailed {
 			// Already on the system now (installed since the failure): a re-probe alone fixes it.
-			if s.in.Present != nil && s.in.Present(name) != "" {
+			if s.present(name) != "" {
 				continue
 			}
 			if !s.provide(d, name, "auto: failed to load in the kernel log") {
@@ -303,7 +348,7 @@ func (s *selector) auto() {
 		}
 		rule := fmt.Sprintf("auto: declared by %s, missing", strings.Join(d.Modules, ", "))
 		for _, name := range d.Firmware {
-			if s.in.Present != nil && s.in.Present(name) != "" {
+			if s.present(name) != "" {
 				continue
 			}
 			s.provide(d, name, rule)
@@ -345,18 +390,10 @@ func better(s *selector, a, b *manifests.Image) bool {
 // mergeFirmware adds name to the reason (device, rule) of an image, so one reason lists every
 // firmware file the image provides for it.
 func (s *selector) mergeFirmware(image, device, rule, name string) {
-	sel := s.chosen[image]
-	for i := range sel.Reasons {
-		r := &sel.Reasons[i]
-		if r.Device == device && r.Rule == rule {
-			for _, have := range r.Firmware {
-				if have == name {
-					return
-				}
-			}
-			r.Firmware = append(r.Firmware, name)
-			sort.Strings(r.Firmware)
-		}
+	r := &s.chosen[image].Reasons[s.reasonAt[reasonKey{image, device, rule}]]
+	if !slices.Contains(r.Firmware, name) {
+		r.Firmware = append(r.Firmware, name)
+		sort.Strings(r.Firmware)
 	}
 	if s.served[device] == nil {
 		s.served[device] = map[string]bool{}

@@ -47,8 +47,8 @@ func failedAndNowProvided(d *hwmatch.Device, s *selector) string {
 		if s.served[d.ID][name] {
 			return fmt.Sprintf("%s failed to load; a selected image provides it", name)
 		}
-		if s.in.Present != nil && s.in.Present(name) != "" {
-			return fmt.Sprintf("%s failed to load; the system has it now at %s", name, s.in.Present(name))
+		if where := s.present(name); where != "" {
+			return fmt.Sprintf("%s failed to load; the system has it now at %s", name, where)
 		}
 	}
 	return ""

@@ -1,5 +1,6 @@
 // Package imagetest builds real erofs and squashfs images for tests with the system's
-// mkfs.erofs (erofs-utils) and mksquashfs (squashfs-tools); tests skip when a tool is missing.
+// mkfs.erofs (erofs-utils) and mksquashfs (squashfs-tools); tests skip when a tool is missing
+// (and fail under CI, which must run them: see testkernel.Missing).
 package imagetest
 
 import (
@@ -9,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kairos-io/kairos-firmware/tests/testkernel"
 )
 
 // Tool returns the path of a program or skips the test naming the Debian package.
@@ -16,7 +19,7 @@ func Tool(t testing.TB, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not found (apt-get install -y %s): %v", name, pkg, err)
+		testkernel.Missing(t, "%s not found (make deps, or apt-get install -y %s): %v", name, pkg, err)
 	}
 	return p
 }

@@ -1,0 +1,109 @@
+package plan
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/kairos-io/kairos-firmware/config"
+	"github.com/kairos-io/kairos-firmware/hostfs"
+	"github.com/kairos-io/kairos-firmware/hwmatch"
+	"github.com/kairos-io/kairos-firmware/hwmatch/fwpath"
+	"github.com/kairos-io/kairos-firmware/manifests"
+)
+
+// Options says which system to plan for.
+type Options struct {
+	Root          *hostfs.Root
+	KernelRelease string
+	KmsgPath      string
+	// ConfigFiles are extra cloud-config files (--config), highest precedence.
+	ConfigFiles []string
+}
+
+// dmiDir holds the machine's DMI fields (drivers/firmware/dmi-id.c).
+const dmiDir = "/sys/class/dmi/id"
+
+// Gather reads everything Decide needs from the system under opts.Root: the device inventory,
+// the configuration, the DMI fields the configuration asks about, the images of the stores
+// for this boot state, and the firmware already visible to the kernel. Nothing in it fails
+// as a whole: what cannot be read becomes a warning, a config error or a rejected image.
+func Gather(opts Options) (Input, error) {
+	inv, err := hwmatch.Detect(hwmatch.Options{Root: opts.Root, KernelRelease: opts.KernelRelease, KmsgPath: opts.KmsgPath})
+	if err != nil {
+		return Input{}, err
+	}
+	cfg, sources, cfgErrs := config.Load(opts.Root, opts.ConfigFiles)
+	in := Input{
+		KernelRelease: inv.KernelRelease,
+		Devices:       inv.Devices,
+		Config:        cfg,
+		ConfigErrors:  cfgErrs,
+		ConfigSources: sources,
+		DMI:           readDMI(opts.Root, cfg),
+		BootState:     DetectBootState(opts.Root),
+		Warnings:      append([]string{}, inv.Warnings...),
+	}
+	in.Stores = StoreDirs(in.BootState, cfg.Stores)
+	in.Images, in.Rejected = scanStores(opts.Root, in.Stores)
+	search := fwpath.New(opts.Root, inv.KernelRelease)
+	in.Present, in.Supports = search.Find, search.Supports
+	return in, nil
+}
+
+// readDMI reads the DMI fields that `dmi` matchers name, and only those.
+func readDMI(root *hostfs.Root, cfg *config.Config) map[string]string {
+	dmi := map[string]string{}
+	for _, rule := range cfg.Extensions {
+		for _, m := range rule.When {
+			for field := range m.DMI {
+				if _, done := dmi[field]; done {
+					continue
+				}
+				if data, err := root.FS.ReadFile(path.Join(dmiDir, field)); err == nil {
+					dmi[field] = strings.TrimSpace(string(data))
+				}
+			}
+		}
+	}
+	return dmi
+}
+
+// storeStateDirs are the flat store's enable directories, which are not images themselves.
+var storeStateDirs = []string{"active", "passive", "recovery", "common"}
+
+// scanStores reads the images of every store directory in precedence order. An image reached
+// through several directories (immucore's /run/extensions link to the active/ link to the flat
+// store file) counts once; a different image with a name already taken is rejected, naming both.
+func scanStores(root *hostfs.Root, dirs []string) ([]*manifests.Image, []manifests.Rejected) {
+	var images []*manifests.Image
+	var rejected []manifests.Rejected
+	byName := map[string]*manifests.Image{}
+	for _, dir := range dirs {
+		var skip []string
+		if path.Clean(dir) == StoreRoot {
+			skip = storeStateDirs
+		}
+		imgs, rej := manifests.ScanStore(root, dir, skip...)
+		rejected = append(rejected, rej...)
+		for _, img := range imgs {
+			first, taken := byName[img.Name]
+			switch {
+			case !taken:
+				byName[img.Name] = img
+				images = append(images, img)
+			case realFile(first) != realFile(img):
+				rejected = append(rejected, manifests.Rejected{Name: img.Name, Path: img.Path, Target: img.Target,
+					Reason: fmt.Sprintf("image name %q is already taken by %s (a store searched earlier); %s is ignored", img.Name, first.Path, img.Path)})
+			}
+		}
+	}
+	return images, rejected
+}
+
+func realFile(img *manifests.Image) string {
+	if img.Target != "" {
+		return img.Target
+	}
+	return img.Path
+}
