@@ -14,7 +14,11 @@ import (
 
 // Options says which system to plan for.
 type Options struct {
-	Root          *hostfs.Root
+	// Root is the running system: its devices, kernel, kernel log and firmware search path.
+	Root *hostfs.Root
+	// Target is the root the configuration, the extension store and the boot state are read
+	// from: the real root mounted at /sysroot when planning in an initrd. nil means Root.
+	Target        *hostfs.Root
 	KernelRelease string
 	KmsgPath      string
 	// ConfigFiles are extra cloud-config files (--config), highest precedence.
@@ -24,16 +28,21 @@ type Options struct {
 // dmiDir holds the machine's DMI fields (drivers/firmware/dmi-id.c).
 const dmiDir = "/sys/class/dmi/id"
 
-// Gather reads everything Decide needs from the system under opts.Root: the device inventory,
-// the configuration, the DMI fields the configuration asks about, the images of the stores
-// for this boot state, and the firmware already visible to the kernel. Nothing in it fails
-// as a whole: what cannot be read becomes a warning, a config error or a rejected image.
+// Gather reads everything Decide needs: from the running system (opts.Root) the device
+// inventory, the DMI fields the configuration asks about and the firmware already visible to
+// the kernel; from the target root the configuration, the boot state and the images of its
+// stores. Nothing in it fails as a whole: what cannot be read becomes a warning, a config
+// error or a rejected image.
 func Gather(opts Options) (Input, error) {
+	target := opts.Target
+	if target == nil {
+		target = opts.Root
+	}
 	inv, err := hwmatch.Detect(hwmatch.Options{Root: opts.Root, KernelRelease: opts.KernelRelease, KmsgPath: opts.KmsgPath})
 	if err != nil {
 		return Input{}, err
 	}
-	cfg, sources, cfgErrs := config.Load(opts.Root, opts.ConfigFiles)
+	cfg, sources, cfgErrs := config.Load(target, opts.ConfigFiles)
 	in := Input{
 		KernelRelease: inv.KernelRelease,
 		Devices:       inv.Devices,
@@ -41,11 +50,11 @@ func Gather(opts Options) (Input, error) {
 		ConfigErrors:  cfgErrs,
 		ConfigSources: sources,
 		DMI:           readDMI(opts.Root, cfg),
-		BootState:     DetectBootState(opts.Root),
+		BootState:     detectBootState(target, opts.Root),
 		Warnings:      append([]string{}, inv.Warnings...),
 	}
 	in.Stores = StoreDirs(in.BootState, cfg.Stores)
-	in.Images, in.Rejected = scanStores(opts.Root, in.Stores)
+	in.Images, in.Rejected = scanStores(target, in.Stores)
 	search := fwpath.New(opts.Root, inv.KernelRelease)
 	in.Present, in.Supports = search.Find, search.Supports
 	return in, nil

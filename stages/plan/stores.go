@@ -49,6 +49,16 @@ func DetectBootState(root *hostfs.Root) BootState {
 	return StateUnknown
 }
 
+// detectBootState reads the sentinels in the target root, then in the running root: in an
+// initrd immucore writes /run/cos/* into the initrd's /run (which becomes the real root's /run
+// at switch_root), while /sysroot/run is still empty.
+func detectBootState(target, running *hostfs.Root) BootState {
+	if state := DetectBootState(target); state != StateUnknown || target == running {
+		return state
+	}
+	return DetectBootState(running)
+}
+
 // StoreDirs lists the directories whose images a boot in state may use, in precedence order
 // (the first image of a name wins): the state's enable directory, common/ (immucore links both,
 // the state's first), /run/extensions (images enabled at runtime or by immucore), then the
