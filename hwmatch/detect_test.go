@@ -48,7 +48,7 @@ func TestDetectSpikeMachine(t *testing.T) {
 	for _, d := range inv.Devices {
 		ids = append(ids, d.ID)
 	}
-	wantIDs := []string{"0000:00:00.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0", "0000:00:06.0", "1-4", "1-4:1.0", "usb1"}
+	wantIDs := []string{"0000:00:00.0", "0000:00:02.0", "0000:00:03.0", "0000:00:04.0", "0000:00:06.0", "1-0:1.0", "1-4", "1-4:1.0", "usb1"}
 	if !reflect.DeepEqual(ids, wantIDs) {
 		t.Fatalf("devices %v, want %v", ids, wantIDs)
 	}
@@ -70,6 +70,10 @@ func TestDetectSpikeMachine(t *testing.T) {
 	}
 	if len(iface.Warnings) != 1 || !strings.Contains(iface.Warnings[0], "rtw88_8821au") {
 		t.Errorf("want one warning about the missing module file, got %q", iface.Warnings)
+	}
+
+	if hub := deviceByID(t, inv, "1-0:1.0"); hub.Parent != "usb1" || hub.Vendor != "1d6b" || hub.Product != "0002" || hub.Class != "090000" {
+		t.Errorf("root hub interface: %+v", hub)
 	}
 
 	dev := deviceByID(t, inv, "1-4")
@@ -118,8 +122,8 @@ func TestDetectDegradesWithoutKernelMetadata(t *testing.T) {
 		}
 	}
 	inv := detectTree(t, tree, Options{})
-	if len(inv.Devices) != 8 {
-		t.Fatalf("want all 8 devices without kernel metadata, got %d", len(inv.Devices))
+	if len(inv.Devices) != 9 {
+		t.Fatalf("want all 9 devices without kernel metadata, got %d", len(inv.Devices))
 	}
 	w := strings.Join(inv.Warnings, "\n")
 	for _, want := range []string{"no modules directory for kernel " + fakesys.Release, "kernel log:"} {

@@ -43,9 +43,11 @@ func usbEntry(root *hostfs.Root, name string) *Device {
 	d := &Device{Bus: "usb", ID: name}
 	d.SysfsPath = sysfsDevicePath(root, dir)
 	d.Driver = linkBase(root, path.Join(dir, "driver"))
-	if i := strings.IndexByte(name, ':'); i > 0 {
-		// Interface "<device>:<config>.<interface>" (drivers/usb/core/message.c usb_set_configuration).
-		d.Parent = name[:i]
+	if strings.IndexByte(name, ':') > 0 {
+		// Interface "<device>:<config>.<interface>" (drivers/usb/core/message.c
+		// usb_set_configuration). Its device is the sysfs parent directory: "1-4" for "1-4:1.0",
+		// but "usb1" for a root hub's "1-0:1.0".
+		d.Parent = path.Base(path.Dir(d.SysfsPath))
 		d.Class = usbClass(root, dir, "bInterface", &d.Warnings)
 		modalias, err := readTrimmed(root, path.Join(dir, "modalias"))
 		if err != nil {

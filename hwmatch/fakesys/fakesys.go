@@ -40,10 +40,14 @@ func SpikeMachine() map[string]any {
 
 	usb := "/sys/devices/pci0000:00/0000:00:05.0/usb1"
 	tree["/sys/bus/usb/devices/usb1"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1"}
+	tree["/sys/bus/usb/devices/1-0:1.0"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1/1-0:1.0"}
 	tree["/sys/bus/usb/devices/1-4"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1/1-4"}
 	tree["/sys/bus/usb/devices/1-4:1.0"] = &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:05.0/usb1/1-4/1-4:1.0"}
 	for dir, attrs := range map[string]map[string]string{
-		usb:          {"idVendor": "1d6b", "idProduct": "0002", "bDeviceClass": "09", "bDeviceSubClass": "00", "bDeviceProtocol": "01"},
+		usb: {"idVendor": "1d6b", "idProduct": "0002", "bDeviceClass": "09", "bDeviceSubClass": "00", "bDeviceProtocol": "01"},
+		// The root hub's interface: its device is usb1, not "1-0".
+		usb + "/1-0:1.0": {"bInterfaceClass": "09", "bInterfaceSubClass": "00", "bInterfaceProtocol": "00",
+			"modalias": "usb:v1D6Bp0002d0601dc09dsc00dp01ic09isc00ip00in00"},
 		usb + "/1-4": {"idVendor": "2357", "idProduct": "11e", "bDeviceClass": "00", "bDeviceSubClass": "00", "bDeviceProtocol": "00"},
 		usb + "/1-4/1-4:1.0": {"bInterfaceClass": "ff", "bInterfaceSubClass": "ff", "bInterfaceProtocol": "ff",
 			"modalias": "usb:v2357p011Ed0200dc00dsc00dp00icFFiscFFipFFin00"},
