@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/twpayne/go-vfs/v4/vfst"
@@ -54,5 +55,43 @@ func TestResolveStaysUnderTheRoot(t *testing.T) {
 	}
 	if _, err := r.Resolve("/run/extensions/gone.raw"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("dangling: %v", err)
+	}
+}
+
+func TestResolveChainRecordsEveryLinkAndWhereItBreaks(t *testing.T) {
+	fsys, cleanup, err := vfst.NewTestFS(map[string]any{
+		"/a":      &vfst.Symlink{Target: "b"},
+		"/b":      &vfst.Symlink{Target: "d/f"},
+		"/d":      &vfst.Symlink{Target: "real"},
+		"/real/f": "f",
+		"/x":      &vfst.Symlink{Target: "real/missing"},
+		"/loop":   &vfst.Symlink{Target: "loop"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	root := FromFS(fsys.TempDir(), fsys)
+	c, err := root.ResolveChain("/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Links, []string{"/a", "/b", "/d"}) || c.Final != "/real/f" {
+		t.Errorf("chain %+v", c)
+	}
+	c, err = root.ResolveChain("/x")
+	if err == nil {
+		t.Fatal("a broken link resolved")
+	}
+	if !reflect.DeepEqual(c.Links, []string{"/x"}) || c.Missing != "/real/missing" {
+		t.Errorf("broken chain %+v", c)
+	}
+	c, err = root.ResolveChain("/loop")
+	if !errors.Is(err, ErrSymlinkLoop) || c.Missing != "/loop" || len(c.Links) != MaxSymlinks {
+		t.Errorf("a link to itself: %+v, %v", c, err)
+	}
+	// ".." stops at the root, as in a chroot.
+	if c, err := root.ResolveChain("/../../real/f"); err != nil || c.Final != "/real/f" {
+		t.Errorf("/../../real/f = %+v, %v", c, err)
 	}
 }

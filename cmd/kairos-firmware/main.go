@@ -29,6 +29,7 @@ type command struct {
 var commands = map[string]command{
 	"detect":   {"inventory PCI/USB devices, their modules, declared firmware and kernel-log failures", runDetect},
 	"plan":     {"decide which firmware extension images this machine needs and which devices to re-probe, and why", runPlan},
+	"prune":    {"remove firmware from an image's root tree except the files and modules' firmware to keep", runPrune},
 	"validate": {"check the firmware: block of the cloud-config (every error with file, line and column)", runValidate},
 	"version":  {"print the version", runVersion},
 }
