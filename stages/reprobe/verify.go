@@ -1,0 +1,151 @@
+package reprobe
+
+import (
+	"path"
+	"time"
+
+	vfs "github.com/twpayne/go-vfs/v4"
+
+	"github.com/kairos-io/kairos-firmware/hwmatch/kmsg"
+)
+
+// driverOf reads the device's driver link: the bound driver's name ("" when none), and whether
+// the device exists at all (a removed PCI device, or an interface of a USB device being
+// re-enumerated, does not).
+func (r *runner) driverOf(bus, id string) (driver string, present bool) {
+	dev := busDevice(bus, id)
+	if _, err := r.root.FS.Stat(dev); err != nil {
+		return "", false
+	}
+	target, err := r.root.FS.Readlink(path.Join(dev, "driver"))
+	if err != nil {
+		return "", true
+	}
+	return path.Base(target), true
+}
+
+// wait polls the driver link every PollInterval until the device is bound or the timeout has
+// passed since start. Every logEvery polls (the first one included) it reads the kernel log into
+// events and stops early once the log says the device's probe failed: the probe is over. Most
+// probes are over before the write returns (drivers_probe and bind probe synchronously); the
+// wait is for drivers probed asynchronously and for devices that come back after a rescan.
+func (r *runner) wait(t *target, start time.Time, events *[]kmsg.Event) {
+	timeout := time.Duration(r.cfg.Timeout)
+	for polls := 0; ; polls++ {
+		if drv, _ := r.driverOf(t.bus, t.id); drv != "" {
+			return
+		}
+		if polls%logEvery == 0 {
+			*events = append(*events, r.log.since(t.id)...)
+			if _, failed := lastProbeFailure(*events); failed {
+				return
+			}
+		}
+		if r.ops.Now().Sub(start) >= timeout {
+			return
+		}
+		r.ops.Sleep(PollInterval)
+	}
+}
+
+// logWatch reads the kernel log again and again and hands out only what is new since the last
+// read, by sequence number (/dev/kmsg's, or the line number of a text log).
+type logWatch struct {
+	fsys vfs.FS
+	path string
+	// mark is the highest sequence number handed out or skipped.
+	mark uint64
+	// latest is the last log read; nil while the log cannot be read.
+	latest *kmsg.Log
+	// err is the last read's error.
+	err error
+}
+
+func newLogWatch(fsys vfs.FS, p string) *logWatch {
+	w := &logWatch{fsys: fsys, path: p}
+	w.skip()
+	return w
+}
+
+// read reads the whole log again. /dev/kmsg keeps its records in the ring buffer and each open
+// starts at the oldest, so a fresh read sees everything logged since.
+func (w *logWatch) read() []kmsg.Event {
+	log, err := kmsg.ReadFile(w.fsys, w.path)
+	w.err = err
+	if err != nil {
+		return nil
+	}
+	w.latest = log
+	return log.Events
+}
+
+// skip moves the mark past everything logged so far.
+func (w *logWatch) skip() {
+	for _, ev := range w.read() {
+		w.mark = max(w.mark, ev.Seq)
+	}
+}
+
+// since returns the events about device id logged after the mark and moves the mark past
+// everything read.
+func (w *logWatch) since(id string) []kmsg.Event {
+	var out []kmsg.Event
+	mark := w.mark
+	for _, ev := range w.read() {
+		if ev.Seq <= w.mark {
+			continue
+		}
+		mark = max(mark, ev.Seq)
+		if ev.Device == id {
+			out = append(out, ev)
+		}
+	}
+	w.mark = mark
+	return out
+}
+
+// failedSoFar returns the firmware names whose latest event for the device, in the log as last
+// read, is a failure.
+func (w *logWatch) failedSoFar(id string) []string {
+	if w.latest == nil {
+		return nil
+	}
+	return w.latest.Device(id).FirmwareFailed
+}
+
+// failedNames returns, once each in first-seen order, the firmware names whose last event
+// among events is a failure: a driver that tries several names (iwlwifi's API versions) and
+// loads one logs failures for the others.
+func failedNames(events []kmsg.Event) []string {
+	failed := map[string]bool{}
+	var order []string
+	for _, ev := range events {
+		if ev.Kind != kmsg.FirmwareFailed && ev.Kind != kmsg.FirmwareLoaded {
+			continue
+		}
+		if _, seen := failed[ev.Firmware]; !seen {
+			order = append(order, ev.Firmware)
+		}
+		failed[ev.Firmware] = ev.Kind == kmsg.FirmwareFailed
+	}
+	out := []string{}
+	for _, name := range order {
+		if failed[name] {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// lastProbeFailure returns the last "probe ... failed" event among events. The kernel logs it
+// for every error but ENODEV and ENXIO, which are debug-level "rejects match" lines
+// (https://github.com/torvalds/linux/blob/v6.1/drivers/base/dd.c call_driver_probe); for those
+// the wait runs to its timeout.
+func lastProbeFailure(events []kmsg.Event) (kmsg.Event, bool) {
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].Kind == kmsg.ProbeFailed {
+			return events[i], true
+		}
+	}
+	return kmsg.Event{}, false
+}
