@@ -22,13 +22,11 @@ const (
 	FormatGPT       Format = "gpt"
 )
 
-// ErrGPTUnsupported is returned for GPT disk images (DDIs); a later step reads them.
-var ErrGPTUnsupported = errors.New("GPT disk images are not supported yet")
-
 // Magic numbers, checked in this order (the first match wins):
 //   - squashfs: "hsqs" at 0 (SQUASHFS_MAGIC 0x73717368 little endian, linux/magic.h);
-//   - GPT: "EFI PART" at LBA 1 for 512- or 4096-byte sectors (UEFI spec 5.3.2); checked before
-//     erofs because a DDI's partition entries occupy offset 1024;
+//   - GPT: "EFI PART" at LBA 1 for 512-, 1024-, 2048- or 4096-byte sectors (UEFI spec 5.3.2,
+//     the sizes systemd probes); checked before erofs because a DDI's partition entries occupy
+//     offset 1024; package gpt then validates the table (Open);
 //   - erofs: 0xE0F5E1E2 little endian at 1024 (EROFS_SUPER_MAGIC_V1, erofs_fs.h);
 //   - ext4, only to name it in the error: 0xEF53 at 1024+56 (s_magic).
 const (
@@ -55,14 +53,14 @@ func DetectFile(name string, f io.ReaderAt) (Format, error) {
 	switch {
 	case at(0, []byte(squashMagic)):
 		return FormatSquashfs, nil
-	case at(512, []byte(gptMagic)) || at(4096, []byte(gptMagic)):
+	case at(512, []byte(gptMagic)) || at(1024, []byte(gptMagic)) || at(2048, []byte(gptMagic)) || at(4096, []byte(gptMagic)):
 		return FormatGPT, nil
 	case at(erofs.SuperOffset, erofsMagic[:]):
 		return FormatErofs, nil
 	case at(ext4MagicAt, ext4Magic[:2]):
-		return "", fmt.Errorf("%s: ext4 image: not supported (only directory, squashfs and erofs images are)", name)
+		return "", fmt.Errorf("%s: ext4 image: not supported (only directory, squashfs, erofs and GPT disk images are)", name)
 	}
-	return "", fmt.Errorf("%s: unknown image format (%d bytes; first bytes % x): want a directory, squashfs (\"hsqs\" at 0) or erofs (0x%08X at 1024)", name, n, head[:min(16, len(head))], uint32(erofs.SuperMagic))
+	return "", fmt.Errorf("%s: unknown image format (%d bytes; first bytes % x): want a directory, squashfs (\"hsqs\" at 0), erofs (0x%08X at 1024) or a GPT disk image (\"EFI PART\" at 512)", name, n, head[:min(16, len(head))], uint32(erofs.SuperMagic))
 }
 
 // Detect returns the format of the image at path, following symlinks.

@@ -21,6 +21,11 @@ type Image struct {
 	// Target is the file or directory Path resolves to when Path is a symlink, "" otherwise.
 	Target string
 	Format Format
+	// Inner is, for a GPT disk image (Format "gpt"), the format of the partition read as the
+	// image root (erofs or squashfs), and Partition its type, e.g. "root-x86-64" (see
+	// ImageFS.DDI); both are "" for other formats.
+	Inner     Format
+	Partition string
 	// ReleasePath is the extension-release file used, relative to the image root.
 	ReleasePath string
 	// Release holds the extension-release assignments.
@@ -85,6 +90,9 @@ func ReadEntry(root *hostfs.Root, p string) (*Image, error) {
 	defer closer.Close()
 	img.Format = format
 	ifs := fsys.(*ImageFS)
+	if ifs.DDI != nil {
+		img.Inner, img.Partition = ifs.DDI.Inner, ifs.DDI.Partition
+	}
 	if err := img.read(ifs); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
@@ -92,7 +100,9 @@ func ReadEntry(root *hostfs.Root, p string) (*Image, error) {
 }
 
 func (img *Image) read(fsys *ImageFS) error {
-	if _, err := fsys.Lstat(hostOSRelease); err == nil {
+	// systemd chases the path (extension_has_forbidden_content, src/shared/extension-util.c):
+	// a dangling symlink there is no os-release
+	if _, err := fsys.Stat(hostOSRelease); err == nil {
 		return fmt.Errorf("contains %s, which systemd-sysext refuses in an extension", hostOSRelease)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", hostOSRelease, err)

@@ -56,7 +56,7 @@ func TestDetectJSONShape(t *testing.T) {
 		Devices       []map[string]any `json:"devices"`
 	}
 	runJSON(t, &raw, "detect", "--root", root, "--kernel-release", fakesys.Release, "--json")
-	if raw.KernelRelease != fakesys.Release || len(raw.Devices) != 8 {
+	if raw.KernelRelease != fakesys.Release || len(raw.Devices) != 9 {
 		t.Fatalf("kernel_release %q, %d devices", raw.KernelRelease, len(raw.Devices))
 	}
 	for _, d := range raw.Devices {
