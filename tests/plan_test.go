@@ -46,6 +46,8 @@ func spikeOnRecordedMachine(t *testing.T) (root, kmsg string) {
 		"sys/bus/usb/devices/1-4":     "->../../../devices/pci0000:00/0000:00:1d.7/usb1/1-4",
 		"sys/bus/usb/devices/1-4:1.0": "->../../../devices/pci0000:00/0000:00:1d.7/usb1/1-4/1-4:1.0",
 		"run/cos/active_mode":         "",
+		// A Kairos system's os-release is its base distribution's, with Kairos' fields added.
+		"etc/os-release": "NAME=\"Ubuntu\"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"\nKAIROS_VERSION=v3.5.0\n",
 	})
 	for dir, attrs := range map[string]map[string]string{
 		usb:          {"idVendor": "1d6b", "idProduct": "0002", "bDeviceClass": "09", "bDeviceSubClass": "00", "bDeviceProtocol": "00"},
@@ -186,5 +188,55 @@ func TestPlanExplicitRuleAndBadConfig(t *testing.T) {
 	runJSON(t, &p, "plan", "--root", root, "--kernel-release", testkernel.Release, "--kmsg", kmsg, "--json")
 	if len(p.ConfigErrors) != 1 || p.ConfigErrors[0].File != "/oem/91_broken.yaml" || p.ConfigErrors[0].Line != 4 || !p.Config.Auto {
 		t.Errorf("config errors %+v, auto %v: the error must be reported and the defaults apply", p.ConfigErrors, p.Config.Auto)
+	}
+}
+
+// TestPlanAdmitsImagesAsSystemdAndThePolicyWould: images systemd-sysext would refuse for this
+// system, and images the signature policy refuses, are rejected with the field that decided.
+func TestPlanAdmitsImagesAsSystemdAndThePolicyWould(t *testing.T) {
+	testkernel.Dir(t)
+	root, kmsg := spikeOnRecordedMachine(t)
+	store := filepath.Join(root, plan.StoreRoot)
+	for name, rel := range map[string]string{
+		"fw-arm":      "ID=_any\nARCHITECTURE=arm64\n",
+		"fw-portable": "ID=_any\nARCHITECTURE=x86-64\nSYSEXT_SCOPE=portable\n",
+		"fw-fedora":   "ID=fedora\nARCHITECTURE=x86-64\n",
+	} {
+		dir := t.TempDir()
+		imagetest.WriteTree(t, dir, map[string]string{"usr/lib/extension-release.d/extension-release." + name: rel, "usr/lib/firmware/rtw88/rtw8821a_fw.bin": "x"})
+		imagetest.Erofs(t, filepath.Join(store, name+".sysext.raw"), dir)
+		if err := os.Symlink(filepath.Join(plan.StoreRoot, name+".sysext.raw"), filepath.Join(store, "common", name+".sysext.raw")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var p plan.Plan
+	runJSON(t, &p, "plan", "--root", root, "--kernel-release", testkernel.Release, "--kmsg", kmsg, "--json")
+	reasons := map[string]string{}
+	for _, r := range p.Rejected {
+		reasons[r.Name] = r.Reason
+	}
+	for name, want := range map[string]string{
+		"fw-arm":      `ARCHITECTURE: extension "arm64" does not match host "x86-64"`,
+		"fw-portable": "SYSEXT_SCOPE",
+		"fw-fedora":   `ID: extension "fedora" does not match host "ubuntu"`,
+	} {
+		if !strings.Contains(reasons[name], want) {
+			t.Errorf("%s: rejected with %q, want it to contain %q", name, reasons[name], want)
+		}
+	}
+
+	// signatures: required refuses the unsigned raw images; nothing is left to select.
+	cfg := filepath.Join(t.TempDir(), "signed.yaml")
+	if err := os.WriteFile(cfg, []byte("#cloud-config\nfirmware:\n  signatures: required\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runJSON(t, &p, "plan", "--root", root, "--kernel-release", testkernel.Release, "--kmsg", kmsg, "--config", cfg, "--json")
+	if len(p.Selected) != 0 {
+		t.Errorf("signatures: required selected unsigned images: %+v", p.Selected)
+	}
+	for _, r := range p.Rejected {
+		if r.Name == "fw-realtek" && !strings.Contains(r.Reason, "refused by signatures: required") {
+			t.Errorf("fw-realtek rejected with %q", r.Reason)
+		}
 	}
 }

@@ -442,7 +442,7 @@ func TestSignatureWithoutHashPartition(t *testing.T) {
 	if ev.Verity || tree != nil || !ev.Signed || ev.SignatureErr == nil || !strings.Contains(ev.SignatureErr.Error(), "no hash partition") {
 		t.Fatalf("%s", &ev)
 	}
-	if err := Decide(PolicyAuto, false, ev); err == nil || !strings.Contains(err.Error(), "no verity hash partition") {
+	if err := Decide(PolicyAuto, false, ev); err == nil || !strings.Contains(err.Error(), "no hash partition") {
 		t.Fatalf("Decide: %v", err)
 	}
 	// A malformed signature partition next to a hash partition is a verity failure: systemd

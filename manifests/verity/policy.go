@@ -54,11 +54,14 @@ func (r *Refusal) Unwrap() error { return r.Err }
 //   - required, and auto on a UKI boot: only a DDI with verity and a signature verified by a
 //     trusted certificate (UKIImagePolicy; verity without a valid signature never passes,
 //     kairos#4425). Directories and bare file systems cannot be signed and are refused.
-//   - auto on a non-UKI boot (NonUKIImagePolicy): a DDI with verity, unsigned or with a
-//     signature that verifies; a signature that does not verify is refused, because systemd
-//     then fails to set the image up (ENOKEY) and immucore skips it (kairos#5004); bare file
-//     systems and DDIs without verity are "unprotected" and refused like systemd refuses them;
-//     directories are accepted, as systemd-sysext bind-mounts them without any image policy.
+//   - auto on a non-UKI boot: what is there is checked, nothing is demanded. Directories, bare
+//     file systems (hadron-firmware's unsigned raw images, a user's squashfs) and DDIs without
+//     verity are accepted; a DDI's verity must verify, and a signature it carries must verify
+//     too, because systemd then fails to set the image up (ENOKEY) and immucore skips it
+//     (kairos#5004). Kairos' own drop-in for systemd-sysext on GRUB boots
+//     (NonUKIImagePolicy) is stricter and refuses unprotected images after the pivot; their
+//     firmware stays visible through firmware_class.path, and the report warns (see
+//     docs/images.md, "Integrity").
 func Decide(policy string, ukiBoot bool, ev Evidence) error {
 	refuse := func(reason string, err error) error {
 		return &Refusal{Policy: policy, UKI: ukiBoot, Reason: reason, Err: err}
@@ -100,16 +103,7 @@ func Decide(policy string, ukiBoot bool, ev Evidence) error {
 	}
 
 	// auto on a non-UKI boot.
-	why := "systemd-sysext refuses unprotected images under Kairos' non-UKI policy " + NonUKIImagePolicy +
-		"; to use such images set firmware.signatures: ignore (and Kairos' extensions ignore_signatures, so systemd-sysext merges them too)"
-	switch {
-	case ev.Kind == KindDirectory:
-		return nil
-	case ev.Kind == KindFilesystem:
-		return refuse("a bare file system image has no verity; "+why, nil)
-	case !ev.Verity:
-		return refuse("the image has no verity hash partition; "+why, nil)
-	case ev.Signed && !ev.SignatureOK():
+	if ddi && ev.Signed && !ev.SignatureOK() {
 		return refuse(fmt.Sprintf("the image is signed but the signature did not verify: %v; systemd would fail to set it up (ENOKEY) and immucore skips such an image (kairos#5004)", ev.SignatureErr), ev.SignatureErr)
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"github.com/kairos-io/kairos-firmware/hwmatch"
 	"github.com/kairos-io/kairos-firmware/hwmatch/fwpath"
 	"github.com/kairos-io/kairos-firmware/manifests"
+	"github.com/kairos-io/kairos-firmware/manifests/sysextcheck"
+	"github.com/kairos-io/kairos-firmware/manifests/verity"
 )
 
 // Options says which system to plan for.
@@ -54,10 +56,64 @@ func Gather(opts Options) (Input, error) {
 		Warnings:      append([]string{}, inv.Warnings...),
 	}
 	in.Stores = StoreDirs(in.BootState, cfg.Stores)
-	in.Images, in.Rejected = scanStores(target, in.Stores)
+	images, rejected := scanStores(target, in.Stores)
+	in.Images, in.Rejected = admitImages(opts.Root, target, images, rejected, cfg, &in.Warnings)
 	search := fwpath.New(opts.Root, inv.KernelRelease)
 	in.Present, in.Supports = search.Find, search.Supports
 	return in, nil
+}
+
+// admitImages keeps the images systemd-sysext would accept for this system and the signature
+// policy allows; the others join the rejected, with the field or check that refused them.
+//
+// SYSEXT_SCOPE: firmware made visible before the pivot is the booting system's, so an image is
+// judged as systemd-sysext judges it for the target root (scope "system", the target's
+// os-release). An image declaring only "initrd" scope is admitted when it passes for the
+// running initrd instead (scope "initrd", the initrd's os-release). Images without SYSEXT_SCOPE
+// (AuroraBoot's, hadron-firmware's) are "system portable" and pass for the system.
+func admitImages(running, target *hostfs.Root, images []*manifests.Image, rejected []manifests.Rejected, cfg *config.Config, warnings *[]string) ([]*manifests.Image, []manifests.Rejected) {
+	if len(images) == 0 {
+		return images, rejected
+	}
+	targetHost, err := sysextcheck.ReadHost(target)
+	if err != nil {
+		*warnings = append(*warnings, fmt.Sprintf("target os-release: %v", err))
+	}
+	runningHost := targetHost
+	if running != target {
+		if runningHost, err = sysextcheck.ReadHost(running); err != nil {
+			runningHost = nil
+		}
+	}
+	arch := sysextcheck.HostArch()
+	uki := isUKIBoot(running) || isUKIBoot(target)
+	trust := verity.LoadTrustStore(running, verity.DefaultCertDirs)
+	var admitted []*manifests.Image
+	for _, img := range images {
+		reason := ""
+		if err := sysextcheck.Check(img.Release, targetHost, "system", arch); err != nil {
+			if running == target || runningHost == nil || sysextcheck.Check(img.Release, runningHost, "initrd", arch) != nil {
+				reason = "systemd-sysext would refuse it: " + err.Error()
+			}
+		}
+		if reason == "" {
+			if err := manifests.Admit(target, img, string(cfg.Signatures), uki, trust); err != nil {
+				reason = err.Error()
+			}
+		}
+		if reason != "" {
+			rejected = append(rejected, manifests.Rejected{Name: img.Name, Path: img.Path, Target: img.Target, Reason: reason})
+			continue
+		}
+		admitted = append(admitted, img)
+	}
+	return admitted, rejected
+}
+
+// isUKIBoot: immucore marks Trusted Boot (UKI) boots with /run/cos/uki_boot_mode.
+func isUKIBoot(root *hostfs.Root) bool {
+	_, err := root.FS.Stat("/run/cos/uki_boot_mode")
+	return err == nil
 }
 
 // readDMI reads the DMI fields that `dmi` matchers name, and only those.
