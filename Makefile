@@ -9,7 +9,7 @@ MAX_BYTES := 9437184
 
 export KAIROS_FIRMWARE_TEST_KERNEL := $(CACHE)/kernel/6.1.0-56-amd64
 
-.PHONY: all build deps fixtures test vet fuzz bench demo clean
+.PHONY: all build install deps fixtures test vet fuzz bench demo clean
 
 all: build
 
@@ -18,6 +18,17 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/kairos-firmware
 	@size=$$(stat -c %s $(BIN)); echo "$(BIN): $$size bytes ($$((size / 1024)) KiB, goal <= $$(($(MAX_BYTES) / 1024)) KiB)"; \
 	  [ $$size -le $(MAX_BYTES) ] || { echo "$(BIN) is larger than $(MAX_BYTES) bytes" >&2; exit 1; }
+
+## install: the binary and its boot integration (dist/) under DESTDIR
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)/usr/bin/kairos-firmware
+	install -D -m 0755 dist/dracut/29kairos-firmware/module-setup.sh $(DESTDIR)/usr/lib/dracut/modules.d/29kairos-firmware/module-setup.sh
+	install -D -m 0644 dist/dracut/29kairos-firmware/kairos-firmware.service $(DESTDIR)/usr/lib/dracut/modules.d/29kairos-firmware/kairos-firmware.service
+	install -D -m 0644 dist/system/oem/35_kairos-firmware.yaml $(DESTDIR)/system/oem/35_kairos-firmware.yaml
+	install -D -m 0644 dist/systemd/kairos-firmware-boot.service $(DESTDIR)/usr/lib/systemd/system/kairos-firmware-boot.service
+	install -d $(DESTDIR)/usr/lib/systemd/system/sysinit.target.wants
+	ln -sf ../kairos-firmware-boot.service $(DESTDIR)/usr/lib/systemd/system/sysinit.target.wants/kairos-firmware-boot.service
 
 ## deps: the Debian packages the tests and the demo need (apt-get, only what is missing)
 deps:

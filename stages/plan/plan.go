@@ -218,6 +218,17 @@ func newSelector(in Input) *selector {
 	return s
 }
 
+// selectedProvides reports whether a selected image provides firmware name in a variant the
+// kernel reads.
+func (s *selector) selectedProvides(name string) bool {
+	for _, img := range s.providers[name] {
+		if _, ok := s.chosen[img.Name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // readable says whether the running kernel can load the stored file (a .zst file is invisible
 // to a kernel without CONFIG_FW_LOADER_COMPRESS_ZSTD).
 func (s *selector) readable(f manifests.FirmwareFile) bool {

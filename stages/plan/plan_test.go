@@ -192,3 +192,16 @@ func js(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestFailedDeviceIsReprobedWhenAnImageSelectedForAnotherProvidesItsFirmware: once visible,
+// firmware is there for every driver; the device whose load failed must be re-probed even if
+// the image was selected by a rule about another device.
+func TestFailedDeviceIsReprobedWhenAnImageSelectedForAnotherProvidesItsFirmware(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.Auto = false
+	cfg.Extensions = []config.Extension{{Name: "linux-firmware", When: []config.Match{{PCI: &config.IDPattern{Vendor: "14e4", Product: "*"}}}}}
+	p := Decide(Input{Devices: spikeDevices(), Config: cfg, Images: spikeImages(), Present: nothingPresent})
+	if len(p.Reprobe) != 1 || p.Reprobe[0].Device != "1-4:1.0" {
+		t.Errorf("reprobe %s, want the USB interface whose firmware the selected image provides", js(p.Reprobe))
+	}
+}

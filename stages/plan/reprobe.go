@@ -41,10 +41,12 @@ func reprobeList(devices []*hwmatch.Device, cfg config.Reprobe, s *selector) []R
 	return out
 }
 
-// failedAndNowProvided explains why a device whose firmware failed can now succeed, or "".
+// failedAndNowProvided explains why a device whose firmware failed can now succeed, or "": a
+// selected image provides the file (whichever device it was selected for: once visible, the
+// firmware is there for every driver), or the system has it now.
 func failedAndNowProvided(d *hwmatch.Device, s *selector) string {
 	for _, name := range d.FirmwareFailed {
-		if s.served[d.ID][name] {
+		if s.served[d.ID][name] || s.selectedProvides(name) {
 			return fmt.Sprintf("%s failed to load; a selected image provides it", name)
 		}
 		if where := s.present(name); where != "" {

@@ -43,7 +43,7 @@ func (Linux) LoopAttach(file string, offset, size int64) (string, io.Closer, err
 		return "", nil, fmt.Errorf("loop: %w", err)
 	}
 	defer backing.Close()
-	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	ctl, err := openMiscNode("/dev/loop-control", loopCtrlMinor)
 	if err != nil {
 		return "", nil, fmt.Errorf("loop: %w", err)
 	}
@@ -75,6 +75,28 @@ func (Linux) LoopAttach(file string, offset, size int64) (string, io.Closer, err
 		return dev, loop, nil
 	}
 	return "", nil, fmt.Errorf("loop: no free loop device for %s after 8 attempts", file)
+}
+
+// Misc device minors (include/linux/miscdevice.h).
+const (
+	miscMajor     = 10
+	loopCtrlMinor = 237
+)
+
+// openMiscNode opens a misc character device, creating its node first when devtmpfs has none:
+// while the driver is a module that is not loaded yet, the node does not exist, and the first
+// open of a node made by hand makes the kernel load the module (misc_open asks
+// request_module("char-major-10-<minor>"), drivers/char/misc.c; kmod's static-nodes and
+// systemd-tmpfiles create these nodes at boot for the same reason, which a bare initramfs lacks).
+func openMiscNode(path string, minor uint32) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if !errors.Is(err, os.ErrNotExist) {
+		return f, err
+	}
+	if err := unix.Mknod(path, unix.S_IFCHR|0o600, int(unix.Mkdev(miscMajor, minor))); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("creating %s: %w", path, err)
+	}
+	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
 // WriteAttr opens the attribute write-only without O_CREAT or O_TRUNC (sysfs attributes exist

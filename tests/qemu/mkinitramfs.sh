@@ -34,6 +34,7 @@ for applet in $("$busybox" --list-full); do
 done
 cp "$here/guest/init" "$root/init"
 cp "$here/guest/lib.sh" "$root/kfw/lib.sh"
+cp "$here/guest/after-pivot" "$root/kfw/after-pivot"
 chmod 0755 "$root/init"
 
 mods="$kdir/lib/modules/$release"
