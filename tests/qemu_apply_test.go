@@ -24,13 +24,13 @@ func kairosRoot(t *testing.T, extra map[string]string, images map[string]map[str
 	t.Helper()
 	dir := t.TempDir()
 	tree := map[string]string{
-		"etc/os-release":                     "NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\nKAIROS_VERSION=v3.5.0\n",
-		"usr/lib/firmware/README":            "the image's own firmware directory, a real directory (kairos#4290)\n",
-		"usr/share/doc/README":               "x",
-		"var/lib/kairos/extensions/.keep":    "",
+		"etc/os-release":                      "NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\nKAIROS_VERSION=v3.5.0\n",
+		"usr/lib/firmware/README":             "the image's own firmware directory, a real directory (kairos#4290)\n",
+		"usr/share/doc/README":                "x",
+		"var/lib/kairos/extensions/.keep":     "",
 		"var/lib/kairos/extensions/active/.k": "",
 		"var/lib/kairos/extensions/common/.k": "",
-		"oem/.keep":                          "",
+		"oem/.keep":                           "",
 	}
 	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "sysroot"} {
 		tree[d+"/.keep"] = ""
