@@ -4,8 +4,8 @@
 # for the active boot through absolute links in active/ (as kairos-agent sysext enable writes
 # them), cloud-config under /oem. The kfwtest probes already failed, as the spike's did.
 # The test chooses what runs through kernel command line switches:
-#   kfw.apply=STEP[,STEP]   extra steps around the plain apply: dry-run (before it), twice,
-#                           unmerge (after it, in that order)
+#   kfw.apply=STEP[,STEP]   extra steps around the plain apply: detect and dry-run (before it,
+#                           human output), twice, unmerge (after it, in that order)
 #   kfw.pivot                         switch to the real root afterwards and check from there
 . /kfw/lib.sh
 
@@ -37,6 +37,9 @@ drivers failed
 kfw_kmsg_grep "Direct firmware load for" | while read -r line; do kfw_result failed.kmsg "$line"; done
 snapshot before
 
+if step detect; then
+	kfw_block detect kairos-firmware detect --firmware-only
+fi
 if step dry-run; then
 	kfw_block dry-run kairos-firmware apply --dry-run
 	drivers after-dry-run
