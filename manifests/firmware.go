@@ -110,7 +110,10 @@ func listFirmware(fsys *ImageFS) ([]FirmwareFile, []Problem, error) {
 					return err
 				}
 			case t.IsRegular():
-				fi, err := fsys.low.Lstat(stored)
+				// The entry's own Info: a fresh Lstat walks the path again, and the squashfs
+				// reader decompresses every metadata block on the way for each file (seconds
+				// for a linux-firmware image).
+				fi, err := e.Info()
 				if err != nil {
 					return fmt.Errorf("%s: %w", stored, err)
 				}
