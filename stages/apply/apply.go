@@ -5,6 +5,7 @@
 package apply
 
 import (
+	"fmt"
 	"io"
 	"path"
 	"strings"
@@ -187,7 +188,7 @@ func Run(opts Options) *Result {
 	// 4. Bill of materials, after the re-probe so that hashing never delays a device.
 	t4 := ops.Now()
 	if res.Merge != nil && !opts.DryRun {
-		rep.Firmware = billOfMaterials(opts.Root, res.Merge, images, rep)
+		rep.Firmware = billOfMaterials(opts.Root, res.Merge, images, p.Selected, rep)
 	}
 	rep.Timings.BOMMS = ms(ops.Now().Sub(t4))
 	return finish(opts, res, log, started)
@@ -266,12 +267,24 @@ func recordMerge(rep *report.Report, log *report.Logger, st *merge.State, images
 }
 
 // billOfMaterials lists every firmware file made visible, with the image the kernel reads it
-// from (the top layer that has it) and its sha256: the manifest's when the image has one,
-// otherwise hashed through the mount.
-func billOfMaterials(root *hostfs.Root, st *merge.State, images []*manifests.Image, rep *report.Report) []report.Firmware {
+// from (the top layer that has it) and its sha256. The sha256 is the embedded manifest's; an
+// image without a manifest is hashed through its mount only for the files the plan chose it
+// for: hashing a whole linux-firmware image (500 MB) would hold the boot for seconds. The other
+// files of such an image are listed without a digest, and a warning says so. Hashing runs on
+// every core.
+func billOfMaterials(root *hostfs.Root, st *merge.State, images []*manifests.Image, selected []plan.Selection, rep *report.Report) []report.Firmware {
 	byName := map[string]*manifests.Image{}
 	for _, img := range images {
 		byName[img.Name] = img
+	}
+	needed := map[string]map[string]bool{}
+	for _, sel := range selected {
+		needed[sel.Name] = map[string]bool{}
+		for _, r := range sel.Reasons {
+			for _, f := range r.Firmware {
+				needed[sel.Name][f] = true
+			}
+		}
 	}
 	mounted := map[string]bool{}
 	for _, is := range st.Images {
@@ -283,6 +296,8 @@ func billOfMaterials(root *hostfs.Root, st *merge.State, images []*manifests.Ima
 	if st.Firmware.Dir == "" {
 		return bom
 	}
+	var toHash []int
+	unhashed := map[string]int{}
 	seen := map[string]bool{}
 	for _, layer := range st.Firmware.Layers {
 		img := byName[layer]
@@ -295,17 +310,22 @@ func billOfMaterials(root *hostfs.Root, st *merge.State, images []*manifests.Ima
 			}
 			seen[f.Name] = true
 			stored := strings.TrimPrefix(f.Path, manifests.FirmwareDir+"/")
-			p := path.Join(st.Firmware.Dir, stored)
-			entry := report.Firmware{Name: f.Name, Image: layer, Path: p, Size: f.Size, SHA256: f.SHA256}
-			if entry.SHA256 == "" {
-				sum, size, err := hashFile(root, p)
-				if err != nil {
-					rep.Errorf("bill of materials: %v", err)
-				}
-				entry.SHA256, entry.Size = sum, size
+			entry := report.Firmware{Name: f.Name, Image: layer, Path: path.Join(st.Firmware.Dir, stored), Size: f.Size, SHA256: f.SHA256}
+			switch {
+			case entry.SHA256 != "":
+			case needed[layer][f.Name]:
+				toHash = append(toHash, len(bom))
+			default:
+				unhashed[layer]++
 			}
 			bom = append(bom, entry)
 		}
+	}
+	for _, e := range hashAll(root, bom, toHash) {
+		rep.Errorf("bill of materials: %v", e)
+	}
+	for layer, n := range unhashed {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("image %s has no embedded manifest: %d of its firmware files are listed without a sha256 (kairos-firmware split writes manifests)", layer, n))
 	}
 	return bom
 }

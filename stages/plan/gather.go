@@ -40,24 +40,36 @@ func Gather(opts Options) (Input, error) {
 	if target == nil {
 		target = opts.Root
 	}
-	inv, err := hwmatch.Detect(hwmatch.Options{Root: opts.Root, KernelRelease: opts.KernelRelease, KmsgPath: opts.KmsgPath})
-	if err != nil {
-		return Input{}, err
+	// The inventory and the images are independent and both mostly wait on reads: they run
+	// side by side (boot time; the machine has at least two cores more often than not).
+	type detected struct {
+		inv *hwmatch.Inventory
+		err error
 	}
+	done := make(chan detected, 1)
+	go func() {
+		inv, err := hwmatch.Detect(hwmatch.Options{Root: opts.Root, KernelRelease: opts.KernelRelease, KmsgPath: opts.KmsgPath})
+		done <- detected{inv, err}
+	}()
 	cfg, sources, cfgErrs := config.Load(target, opts.ConfigFiles)
 	in := Input{
-		KernelRelease: inv.KernelRelease,
-		Devices:       inv.Devices,
 		Config:        cfg,
 		ConfigErrors:  cfgErrs,
 		ConfigSources: sources,
 		DMI:           readDMI(opts.Root, cfg),
 		BootState:     detectBootState(target, opts.Root),
-		Warnings:      append([]string{}, inv.Warnings...),
+		Warnings:      []string{},
 	}
 	in.Stores = StoreDirs(in.BootState, cfg.Stores)
 	images, rejected := scanStores(target, in.Stores)
 	in.Images, in.Rejected = admitImages(opts.Root, target, images, rejected, cfg, &in.Warnings)
+	d := <-done
+	if d.err != nil {
+		return Input{}, d.err
+	}
+	inv := d.inv
+	in.KernelRelease, in.Devices = inv.KernelRelease, inv.Devices
+	in.Warnings = append(append([]string{}, inv.Warnings...), in.Warnings...)
 	search := fwpath.New(opts.Root, inv.KernelRelease)
 	in.Present, in.Supports = search.Find, search.Supports
 	return in, nil
