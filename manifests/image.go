@@ -26,6 +26,10 @@ type Image struct {
 	// ImageFS.DDI); both are "" for other formats.
 	Inner     Format
 	Partition string
+	// RootHashes are, for a DDI, the dm-verity root hashes Admit checked the hash trees
+	// against, by GPT partition number of the data partition. Merge sets dm-verity up with
+	// them (a partition with a hash partition is never mounted without); nil until Admit.
+	RootHashes map[int][]byte
 	// ReleasePath is the extension-release file used, relative to the image root.
 	ReleasePath string
 	// Release holds the extension-release assignments.

@@ -14,10 +14,13 @@ import (
 // systemd-sysext would mount (root and /usr), and verity.Decide says whether the evidence passes
 // the policy. nil means the image may be used; the error says why not. Directories and bare
 // file systems carry no integrity data: the policy alone decides (docs/images.md, "Integrity").
+// The root hash each verified tree matched is kept in img.RootHashes, for the dm-verity device
+// that mounts the partition later.
 func Admit(root *hostfs.Root, img *Image, policy string, ukiBoot bool, trust *verity.TrustStore) error {
 	if img.Format != FormatGPT {
 		return verity.Decide(policy, ukiBoot, verity.Evidence{Kind: verity.KindOf(string(img.Format))})
 	}
+	img.RootHashes = nil
 	file := img.Path
 	if img.Target != "" {
 		file = img.Target
@@ -48,6 +51,12 @@ func Admit(root *hostfs.Root, img *Image, policy string, ukiBoot bool, trust *ve
 			p.Sig, p.SigSize = table.Section(sig), sig.Size
 		}
 		ev, _ := verity.Inspect(p, verity.Options{Trust: trust})
+		if ev.VerityOK() {
+			if img.RootHashes == nil {
+				img.RootHashes = map[int][]byte{}
+			}
+			img.RootHashes[data.Number] = ev.RootHash
+		}
 		return verity.Decide(policy, ukiBoot, ev)
 	}
 	if parts.Root != nil {

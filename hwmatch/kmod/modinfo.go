@@ -8,7 +8,8 @@ import (
 	"io"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	// The squashfs reader already links this xz decoder; one is enough for the binary budget.
+	"github.com/mikelolasagasti/xz"
 )
 
 // maxModuleSize bounds how much of one decompressed module is read (the largest module of a
@@ -32,7 +33,7 @@ func decompressModule(data []byte) ([]byte, error) {
 	var r io.Reader
 	switch {
 	case bytes.HasPrefix(data, magicXZ):
-		xr, err := xz.NewReader(bytes.NewReader(data))
+		xr, err := xz.NewReader(bytes.NewReader(data), 0)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", err)
 		}

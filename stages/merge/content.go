@@ -28,8 +28,9 @@ type content struct {
 	sources []blockSource
 }
 
-// readContent opens the image at the real path file and looks at the hierarchies.
-func readContent(file string, hierarchies []string) (*content, error) {
+// readContent opens the image at the real path file and looks at the hierarchies. image is its
+// name and rootHashes its verified dm-verity root hashes (manifests.Image.RootHashes).
+func readContent(image, file string, hierarchies []string, rootHashes map[int][]byte) (*content, error) {
 	fsys, format, closer, err := manifests.Open(file)
 	if err != nil {
 		return nil, err
@@ -41,7 +42,7 @@ func readContent(file string, hierarchies []string) (*content, error) {
 	}
 	c := &content{layers: map[string]bool{}}
 	if format != manifests.FormatDirectory {
-		if c.sources, err = fileSources(file, format, ifs); err != nil {
+		if c.sources, err = fileSources(image, file, format, ifs, rootHashes); err != nil {
 			return nil, err
 		}
 	}

@@ -77,6 +77,19 @@ func (c *crashOps) LoopAttach(file string, offset, size int64) (dev string, hold
 	return dev, hold, err
 }
 
+func (c *crashOps) VerityCreate(name string, t sysops.VerityTarget) (dev string, err error) {
+	err = c.step("verity "+name, func() error {
+		var e error
+		dev, e = c.Ops.VerityCreate(name, t)
+		return e
+	})
+	return dev, err
+}
+
+func (c *crashOps) VerityRemove(name string) error {
+	return c.step("verity-remove "+name, func() error { return c.Ops.VerityRemove(name) })
+}
+
 func (c *crashOps) WriteAttr(path, value string) error {
 	return c.step("write "+path, func() error { return c.Ops.WriteAttr(path, value) })
 }

@@ -15,8 +15,10 @@ import (
 // TestHostDDI merges GPT disk images as systemd-repart builds them (AuroraBoot's sysext
 // output): each filesystem partition goes through a loop device over its bytes of the file
 // (offset and size), a /usr partition on the root's usr directory, or alone on the usr
-// directory of an empty root, as systemd mounts them. dm-verity is not set up: the data
-// partitions are mounted directly.
+// directory of an empty root, as systemd mounts them. A DDI with a dm-verity hash partition
+// that was not admitted (no verified root hash) is refused, never mounted directly; this host
+// has no device-mapper, so dm-verity itself is proven in QEMU (tests/qemu_verity_test.go) and
+// with the fake kernel (verity_test.go).
 func TestHostDDI(t *testing.T) {
 	if !inPrivateNS(t) {
 		return
@@ -36,10 +38,13 @@ func TestHostDDI(t *testing.T) {
 		imagetest.Erofs(t, img, src)
 		return img
 	}
-	// root partition (erofs) with verity and a signature, as AuroraBoot makes them
+	// a root partition (erofs)
 	rootSrc := tree("ddi-root", firmwareFiles("ddi-root", "root.bin", "shared.bin"))
-	gpttest.Repart(t, store+"ddi-root.raw", []gpttest.Part{
-		{Type: "root", CopyBlocks: erofs("ddi-root", rootSrc), Verity: "data", VerityMatchKey: "r"},
+	gpttest.Repart(t, store+"ddi-root.raw", []gpttest.Part{{Type: "root", CopyBlocks: erofs("ddi-root", rootSrc)}})
+	// a root partition with verity and a signature, as AuroraBoot makes them, not admitted
+	verSrc := tree("ddi-verity", firmwareFiles("ddi-verity", "verity.bin"))
+	gpttest.Repart(t, store+"ddi-verity.raw", []gpttest.Part{
+		{Type: "root", CopyBlocks: erofs("ddi-verity", verSrc), Verity: "data", VerityMatchKey: "r"},
 		{Type: "root-verity", Verity: "hash", VerityMatchKey: "r"},
 		{Type: "root-verity-sig", Verity: "signature", VerityMatchKey: "r"},
 	})
@@ -55,7 +60,7 @@ func TestHostDDI(t *testing.T) {
 	})
 	h.images = nil
 	sys := mustRoot(t, h.dir+"/sysroot")
-	for _, n := range []string{"ddi-root", "ddi-usr", "ddi-both"} {
+	for _, n := range []string{"ddi-root", "ddi-usr", "ddi-both", "ddi-verity"} {
 		img, err := manifests.ReadEntry(sys, "/var/lib/kairos/extensions/"+n+".raw")
 		if err != nil {
 			t.Fatal(err)
@@ -67,8 +72,12 @@ func TestHostDDI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := st.Problems(); len(p) > 0 {
-		t.Fatalf("problems: %q", p)
+	want := "image ddi-verity: partition 1 has a dm-verity hash partition (2) but no verified root hash"
+	if p := st.Problems(); len(p) != 1 || !strings.HasPrefix(p[0], want) {
+		t.Fatalf("problems: %q, want only %q...", p, want)
+	}
+	if _, err := os.Stat(h.dir + "/run/kairos-firmware/images/ddi-verity/usr"); !os.IsNotExist(err) {
+		t.Errorf("the refused image's mount point has content: %v", err)
 	}
 	for name, want := range map[string]string{"root.bin": "ddi-root:root.bin", "usr.bin": "ddi-usr:usr.bin", "both.bin": "ddi-both:both.bin", "shared.bin": "ddi-root:shared.bin"} {
 		for _, dir := range []string{"/run/kairos-firmware/firmware/", "/sysroot/usr/lib/firmware/"} {
@@ -87,6 +96,9 @@ func TestHostDDI(t *testing.T) {
 				t.Errorf("a loop over the whole DDI: %+v", a)
 			}
 			windows = append(windows, filepath.Base(a.Path)+" "+a.Data)
+		}
+		if a.Image == "ddi-verity" && (a.Kind == ActLoop || a.Kind == ActVerity || a.Kind == ActMount) {
+			t.Errorf("the refused image got %s", a)
 		}
 	}
 	if len(windows) != 4 {

@@ -125,19 +125,24 @@ func (j *journal) symlink(image, link, target string) error {
 // notExist reports errors meaning "already gone".
 func notExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
-// dryLoop stands for the loop device a dry run does not attach.
-const dryLoop = "(loop device)"
+// dryLoop stands for the loop device a dry run does not attach, dryVerity for the dm-verity
+// device it does not make.
+const (
+	dryLoop   = "(loop device)"
+	dryVerity = "(verity device)"
+)
 
-// loop attaches src read-only to a loop device; the action records the device.
-func (j *journal) loop(image string, src blockSource) (string, io.Closer, error) {
+// loop attaches size bytes of file from offset (size 0: to the end) read-only to a loop
+// device; the action records the device.
+func (j *journal) loop(image, file string, offset, size int64) (string, io.Closer, error) {
 	if j.dry {
-		j.st.Actions = append(j.st.Actions, Action{Kind: ActLoop, Image: image, Path: src.File, Source: dryLoop, Data: src.window()})
+		j.st.Actions = append(j.st.Actions, Action{Kind: ActLoop, Image: image, Path: file, Source: dryLoop, Data: window(offset, size)})
 		return dryLoop, io.NopCloser(nil), nil
 	}
 	var dev string
 	var hold io.Closer
-	err := j.act(Action{Kind: ActLoop, Image: image, Path: src.File, Data: src.window()}, func(a *Action) error {
-		d, h, err := j.ops.LoopAttach(src.File, src.Offset, src.Size)
+	err := j.act(Action{Kind: ActLoop, Image: image, Path: file, Data: window(offset, size)}, func(a *Action) error {
+		d, h, err := j.ops.LoopAttach(file, offset, size)
 		if err != nil {
 			return err
 		}
@@ -145,4 +150,27 @@ func (j *journal) loop(image string, src blockSource) (string, io.Closer, error)
 		return nil
 	})
 	return dev, hold, err
+}
+
+// verity sets up the dm-verity device name over t; the action, journaled before the device
+// exists, names it, so that whatever happens next an Unmerge removes it.
+func (j *journal) verity(image, name string, t sysops.VerityTarget) (string, error) {
+	table, err := t.Table()
+	if err != nil {
+		return "", err
+	}
+	if j.dry {
+		j.st.Actions = append(j.st.Actions, Action{Kind: ActVerity, Image: image, Path: name, Source: dryVerity, Data: table})
+		return dryVerity, nil
+	}
+	var dev string
+	err = j.act(Action{Kind: ActVerity, Image: image, Path: name, Data: table}, func(a *Action) error {
+		d, err := j.ops.VerityCreate(name, t)
+		if err != nil {
+			return err
+		}
+		dev, a.Source = d, d
+		return nil
+	})
+	return dev, err
 }

@@ -25,12 +25,14 @@ type fakeKernel struct {
 	nextID    int
 	mounts    []mountEntry
 	fail      func(call string) error
+	// dm are the device-mapper devices: name -> node.
+	dm map[string]string
 }
 
 var _ sysops.Ops = (*fakeKernel)(nil)
 
 func newFakeKernel(t testing.TB) *fakeKernel {
-	k := &fakeKernel{Recorder: &sysops.Recorder{}, t: t, mountinfo: filepath.Join(t.TempDir(), "mountinfo"), nextID: 100}
+	k := &fakeKernel{Recorder: &sysops.Recorder{}, t: t, mountinfo: filepath.Join(t.TempDir(), "mountinfo"), nextID: 100, dm: map[string]string{}}
 	k.mounts = []mountEntry{{ID: 1, Parent: 0, Dev: "0:1", Root: "/", MountPoint: "/", Options: "rw", FSType: "rootfs", Source: "rootfs", Super: "rw"}}
 	k.write()
 	return k
@@ -133,6 +135,36 @@ func (k *fakeKernel) LoopAttach(file string, offset, size int64) (string, io.Clo
 		err = k.failed()
 	}
 	return dev, hold, err
+}
+
+// VerityCreate makes a device-mapper device, refusing a name in use as dm_hash_insert does.
+func (k *fakeKernel) VerityCreate(name string, t sysops.VerityTarget) (string, error) {
+	if _, ok := k.dm[name]; ok {
+		k.Recorder.VerityCreate(name, t)
+		return "", fmt.Errorf("dm-verity %s: DM_DEV_CREATE: %w", name, unix.EBUSY)
+	}
+	dev, err := k.Recorder.VerityCreate(name, t)
+	if err == nil {
+		err = k.failed()
+	}
+	if err != nil {
+		return "", err
+	}
+	k.dm[name] = dev
+	return dev, nil
+}
+
+// VerityRemove removes a device-mapper device; an unknown name is ENXIO, as dev_remove says.
+func (k *fakeKernel) VerityRemove(name string) error {
+	k.Recorder.VerityRemove(name)
+	if err := k.failed(); err != nil {
+		return err
+	}
+	if _, ok := k.dm[name]; !ok {
+		return fmt.Errorf("dm-verity %s: remove: DM_DEV_REMOVE: %w", name, unix.ENXIO)
+	}
+	delete(k.dm, name)
+	return nil
 }
 
 // WriteAttr stores value like param_set_copystring: at most 255 bytes, read back with a

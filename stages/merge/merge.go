@@ -35,12 +35,15 @@ type imageRec struct {
 	st      *ImageState
 	content *content
 	mounted bool
+	// rootHashes are the image's verified dm-verity root hashes (manifests.Image.RootHashes).
+	rootHashes map[int][]byte
 }
 
 // Merge makes the images' firmware visible to the kernel and merges the images into the
 // sysroot's hierarchies, as docs/merge.md describes:
 //
-//  1. each image is mounted read-only on RunDir/images/<name>;
+//  1. each image is mounted read-only on RunDir/images/<name>; a DDI partition with a dm-verity
+//     hash partition through a dm-verity device with the root hash the plan verified;
 //  2. their usr/lib/firmware directories become one directory (an overlay on RunDir/firmware
 //     when there are several) and firmware_class.path points at it;
 //  3. each hierarchy of Options.Hierarchies the images populate is merged into the sysroot the
@@ -200,7 +203,7 @@ func (m *merger) describe(images []*manifests.Image) {
 	for i, img := range sorted {
 		im := &m.st.Images[i]
 		*im = ImageState{Name: img.Name, Path: img.Path, Format: string(img.Format)}
-		r := &imageRec{st: im}
+		r := &imageRec{st: im, rootHashes: img.RootHashes}
 		m.recs = append(m.recs, r)
 		if err := checkName(img.Name); err != nil {
 			im.Error = err.Error()
@@ -243,7 +246,7 @@ func (m *merger) readContents() {
 		if r.st.Error != "" {
 			continue
 		}
-		c, err := readContent(m.root.Real(r.st.File), m.o.Hierarchies)
+		c, err := readContent(r.st.Name, m.root.Real(r.st.File), m.o.Hierarchies, r.rootHashes)
 		if err != nil {
 			r.st.Error = err.Error()
 			continue

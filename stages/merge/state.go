@@ -21,9 +21,9 @@ const stateVersion = 1
 const stateFile = "state.json"
 
 // State is what Merge made, persisted as RunDir/state.json. Actions is a journal: every
-// directory, file, loop device, mount, attribute write and link, in the order made, each
-// written to the file before it is made. Whatever point a crash stops Merge at, the file lists
-// everything that may exist, and Unmerge (or the next Merge) undoes it.
+// directory, file, loop device, dm-verity device, mount, attribute write and link, in the order
+// made, each written to the file before it is made. Whatever point a crash stops Merge at, the
+// file lists everything that may exist, and Unmerge (or the next Merge) undoes it.
 type State struct {
 	Version int `json:"version"`
 	// Complete says Merge finished. An incomplete State was interrupted: the next Merge undoes
@@ -60,8 +60,13 @@ type ImageState struct {
 	Identity string `json:"identity"`
 	// Mount is where the image is mounted, RunDir/images/<name>.
 	Mount string `json:"mount"`
-	// Device is the loop device of a file image.
+	// Device is the device mounted for a file image: its loop device, or for a DDI partition
+	// with dm-verity the verity device (/dev/dm-N) over loop devices on its data and hash
+	// partitions.
 	Device string `json:"device,omitempty"`
+	// Verity names the image's dm-verity devices (kairos-firmware-<name>, and
+	// kairos-firmware-<name>-usr for a /usr partition on a root one).
+	Verity []string `json:"verity,omitempty"`
 	// Error says why the image is not mounted; the other images are merged without it.
 	Error string `json:"error,omitempty"`
 }
@@ -109,7 +114,8 @@ type LinkState struct {
 const (
 	ActMkdir   = "mkdir"   // Path: a directory Merge created
 	ActFile    = "file"    // Path: a file Merge wrote, Value its content
-	ActLoop    = "loop"    // Path: the backing file (real), Source the device
+	ActLoop    = "loop"    // Path: the backing file (real), Source the device, Data the window
+	ActVerity  = "verity"  // Path: the device-mapper name; Source the node (/dev/dm-N), Data the table
 	ActMount   = "mount"   // Path: the mount point; Source, FSType, Flags, Data as given to mount(2)
 	ActRemount = "remount" // Path: the mount point; Flags as given to mount(2)
 	ActAttr    = "attr"    // Path: the attribute; Value written, Previous the value before
@@ -143,6 +149,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("remount %s (%s)", a.Path, flagNames(a.Flags))
 	case ActLoop:
 		return fmt.Sprintf("loop %s -> %s", a.Path, orDash(a.Source))
+	case ActVerity:
+		return fmt.Sprintf("dm-verity %s -> %s (verity %s)", a.Path, orDash(a.Source), a.Data)
 	case ActAttr:
 		return fmt.Sprintf("write %q to %s (was %q)", a.Value, a.Path, a.Previous)
 	case ActLink:

@@ -16,10 +16,11 @@ import (
 )
 
 // Unmerge undoes what state.json lists, newest first: unmounts the hierarchies, the firmware
-// directory and the images, gives firmware_class.path its previous value back, removes the
-// links, files and directories Merge made, then state.json. What is gone already (systemd-sysext
-// unmerged a hierarchy, a reboot of /run, a crash before a step) is skipped. What cannot be
-// undone stays in state.json, and the error lists it.
+// directory and the images, removes the images' dm-verity devices, gives firmware_class.path
+// its previous value back, removes the links, files and directories Merge made, then
+// state.json. What is gone already (systemd-sysext unmerged a hierarchy, a reboot of /run, a
+// crash before a step) is skipped. What cannot be undone stays in state.json, and the error
+// lists it.
 //
 // A State made before the pivot names the sysroot's hierarchies under its Sysroot
 // (/sysroot/usr/lib); given another Options.Sysroot ("/" after the pivot), Unmerge looks for
@@ -121,6 +122,19 @@ func (u *undoer) undo(a Action) error {
 			return err
 		}
 		return ignoreNotExist(os.Remove(u.root.Real(a.Path)))
+	case ActVerity:
+		// After the mount on it (undone before, newest first). A device still held by a
+		// lazily detached mount is removed when that goes (deferred removal). A failed
+		// VerityCreate left nothing, and its name may be someone else's device (EBUSY); an
+		// interrupted one may have made the device.
+		if a.Error != "" {
+			return nil
+		}
+		err := u.ops.VerityRemove(a.Path)
+		if errors.Is(err, unix.ENXIO) {
+			return nil // never made, or gone already
+		}
+		return err
 	case ActFile:
 		return ignoreNotExist(u.root.FS.Remove(a.Path))
 	case ActMkdir:
@@ -130,7 +144,8 @@ func (u *undoer) undo(a Action) error {
 		}
 		return ignoreNotExist(err)
 	}
-	// Loop devices clear themselves once their mount is gone; a remount goes with its mount.
+	// Loop devices clear themselves once their mount (or dm device) is gone; a remount goes
+	// with its mount.
 	return nil
 }
 
@@ -173,7 +188,7 @@ func ownMount(a Action, e mountEntry) bool {
 	case "":
 		return true // a bind mount, only ever made on RunDir/images/<name>
 	}
-	return e.FSType == a.FSType && (a.Source == "" || a.Source == dryLoop || e.Source == a.Source)
+	return e.FSType == a.FSType && (a.Source == "" || a.Source == dryLoop || a.Source == dryVerity || e.Source == a.Source)
 }
 
 // ownBelow says one of the mounts on mp under the top one is a's.

@@ -19,8 +19,11 @@ type Recorder struct {
 	OnWrite func(path, value string) error
 	// OnMount, when set, is called for each Mount; its error is returned.
 	OnMount func(source, target, fstype string, flags uintptr, data string) error
-	loops   int
-	clock   time.Time
+	// OnVerity, when set, is called for each VerityCreate; its error is returned.
+	OnVerity func(name string, t VerityTarget) error
+	loops    int
+	dms      int
+	clock    time.Time
 }
 
 var _ Ops = (*Recorder)(nil)
@@ -54,6 +57,34 @@ func (r *Recorder) LoopAttach(file string, offset, size int64) (string, io.Close
 	r.mu.Unlock()
 	r.record("loop %s %d %d -> %s", file, offset, size, dev)
 	return dev, io.NopCloser(nil), nil
+}
+
+// VerityCreate records the call with the target's table and hands out /dev/dm-0, /dev/dm-1, ...
+// A target whose table cannot be written is refused, as the real one refuses it.
+func (r *Recorder) VerityCreate(name string, t VerityTarget) (string, error) {
+	table, err := t.Table()
+	if err != nil {
+		r.record("verity %s: %v", name, err)
+		return "", err
+	}
+	if r.OnVerity != nil {
+		if err := r.OnVerity(name, t); err != nil {
+			r.record("verity %s %d %s: %v", name, t.Sectors(), table, err)
+			return "", err
+		}
+	}
+	r.mu.Lock()
+	dev := fmt.Sprintf("/dev/dm-%d", r.dms)
+	r.dms++
+	r.mu.Unlock()
+	r.record("verity %s %d %s -> %s", name, t.Sectors(), table, dev)
+	return dev, nil
+}
+
+// VerityRemove records the call.
+func (r *Recorder) VerityRemove(name string) error {
+	r.record("verity-remove %s", name)
+	return nil
 }
 
 // WriteAttr records the call and runs OnWrite.
