@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"apply":    {"make the selected images' firmware visible, re-probe failed devices, write the report", runApply},
 	"status":   {"the last apply's report and the live state: mounts, firmware path, bound devices", runStatus},
 	"unmerge":  {"undo apply's merge: unmount the images, restore firmware_class.path, remove our links", runUnmerge},
+	"install":  {"install a system extension image into the Kairos store and enable it (file, http(s), OCI registry)", runInstall},
 	"detect":   {"inventory PCI/USB devices, their modules, declared firmware and kernel-log failures", runDetect},
 	"plan":     {"decide which firmware extension images this machine needs and which devices to re-probe, and why", runPlan},
 	"prune":    {"remove firmware from an image's root tree except the files and modules' firmware to keep", runPrune},
