@@ -2,6 +2,7 @@ package gpt
 
 import (
 	"fmt"
+	"github.com/kairos-io/kairos-firmware/manifests/strverscmp"
 	"strings"
 )
 
@@ -84,7 +85,7 @@ func (t *Table) Sysext(arch string) (*Partitions, error) {
 		s := slot{typ.Designator, typ.Arch}
 		if old := found[s]; old != nil {
 			versioned := typ.Designator == Root || typ.Designator == Usr
-			if !versioned || VersionCompare(p.Name, old.Name) <= 0 {
+			if !versioned || strverscmp.Compare(p.Name, old.Name) <= 0 {
 				continue
 			}
 		}
@@ -106,7 +107,7 @@ func (t *Table) Sysext(arch string) (*Partitions, error) {
 				continue
 			}
 			rc, ra := archRank(chosen, arch), archRank(a, arch)
-			if ra > rc || (ra == rc && ra == 0 && VersionCompare(p.Name, found[slot{d, chosen}].Name) > 0) {
+			if ra > rc || (ra == rc && ra == 0 && strverscmp.Compare(p.Name, found[slot{d, chosen}].Name) > 0) {
 				chosen = a
 			}
 		}

@@ -291,30 +291,6 @@ func TestSysext(t *testing.T) {
 	}
 }
 
-func TestVersionCompare(t *testing.T) {
-	// systemd's documented order (strverscmp_improved), oldest first
-	order := []string{"122.1", "123~rc1-1", "123", "123-a", "123-a.1", "123-1", "123-1.1", "123^post1", "123.a-1", "123.1-1", "123a-1", "124-1"}
-	for i := range order {
-		for j := range order {
-			want := cmpInt(i, j)
-			if got := VersionCompare(order[i], order[j]); got != want {
-				t.Errorf("VersionCompare(%q, %q) = %d, want %d", order[i], order[j], got, want)
-			}
-		}
-	}
-	for _, c := range []struct {
-		a, b string
-		want int
-	}{
-		{"fw_1.10", "fw_1.2", 1}, {"00123", "123", 0}, {"", "", 0}, {"", "1", -1}, {"1~", "1", -1},
-		{"abc", "abcde", -1}, {"1_a", "1a", 0}, {"root-x86-64", "root-x86-64", 0}, {"~", "", -1},
-	} {
-		if got := VersionCompare(c.a, c.b); got != c.want {
-			t.Errorf("VersionCompare(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
-		}
-	}
-}
-
 // TestRepart reads a DDI as AuroraBoot builds it (systemd-repart: root, root-verity,
 // root-verity-sig) and checks what systemd-repart wrote: types, labels, attribute bits.
 func TestRepart(t *testing.T) {

@@ -2,6 +2,7 @@ package merge
 
 import (
 	"fmt"
+	"github.com/kairos-io/kairos-firmware/manifests/strverscmp"
 	"os"
 	"path"
 	"slices"
@@ -193,7 +194,7 @@ func sysrootOf(root *hostfs.Root, sysroot string) *hostfs.Root {
 func (m *merger) describe(images []*manifests.Image) {
 	sorted := slices.Clone(images)
 	sort.SliceStable(sorted, func(a, b int) bool {
-		if c := versionCompare(sorted[a].Name, sorted[b].Name); c != 0 {
+		if c := strverscmp.Compare(sorted[a].Name, sorted[b].Name); c != 0 {
 			return c < 0
 		}
 		return sorted[a].Name < sorted[b].Name

@@ -1,17 +1,19 @@
-package merge
+// Package strverscmp orders version strings as systemd does (strverscmp_improved in
+// src/fundamental/string-util-fundamental.c): systemd-sysext stacks extensions by it, and
+// dissect-image picks the newest partition label by it.
+package strverscmp
 
-// versionCompare orders image names the way systemd-sysext orders extensions before stacking
-// them: strverscmp_improved() (src/fundamental/string-util-fundamental.c,
-// https://github.com/systemd/systemd/blob/main/src/fundamental/string-util-fundamental.c),
-// which merge_subprocess() in src/sysext/sysext.c passes to typesafe_qsort(). It returns -1, 0
-// or 1.
+// Compare compares two version strings the way systemd's strverscmp_improved()
+// (src/fundamental/string-util-fundamental.c) does, returning -1, 0 or 1. dissect_image()
+// uses it on partition labels so that, of two root (or /usr) partitions, the newer wins.
 //
-// The strings are split into numeric and alphabetic segments; any other character except
-// '~', '-', '^' and '.' is a separator and dropped. A segment may carry one of those prefixes:
-// '~' (pre-release: older than everything, even the end of the string), '-' (older than '^'),
-// '^' (older than '.'), '.' (older than no prefix). Numeric segments compare by value and are
-// newer than alphabetic ones; otherwise the string with more segments is newer.
-func versionCompare(a, b string) int {
+// Strings are split into numeric and alphabetic segments; every other character except the
+// prefixes below is a separator and dropped. A segment may be prefixed with '~' (pre-release,
+// older than anything), '-' (version/release separator), '^' (patch, newer than '-') or '.'
+// (point release); a segment without prefix is newer than one with. Numeric segments compare
+// by value (leading zeros ignored) and are newer than alphabetic ones; at the end, the string
+// with more segments is newer, except that a '~' segment is older than the end.
+func Compare(a, b string) int {
 	i, j := 0, 0
 	at := func(s string, k int) byte {
 		if k < len(s) {
@@ -26,25 +28,28 @@ func versionCompare(a, b string) int {
 		for j < len(b) && !isVersionChar(b[j]) {
 			j++
 		}
-		if at(a, i) == '~' || at(b, j) == '~' {
-			if r := cmpBool(at(a, i) != '~', at(b, j) != '~'); r != 0 {
+		ca, cb := at(a, i), at(b, j)
+		if ca == '~' || cb == '~' {
+			if r := cmpBool(ca != '~', cb != '~'); r != 0 {
 				return r
 			}
 			i, j = i+1, j+1
 		}
-		if at(a, i) == 0 || at(b, j) == 0 {
-			return cmpInt(int(at(a, i)), int(at(b, j)))
+		ca, cb = at(a, i), at(b, j)
+		if ca == 0 || cb == 0 {
+			return cmpInt(int(ca), int(cb))
 		}
-		// The prefixes are checked in this order, each at most once per segment.
 		for _, sep := range []byte{'-', '^', '.'} {
-			if at(a, i) == sep || at(b, j) == sep {
-				if r := cmpBool(at(a, i) != sep, at(b, j) != sep); r != 0 {
+			ca, cb = at(a, i), at(b, j)
+			if ca == sep || cb == sep {
+				if r := cmpBool(ca != sep, cb != sep); r != 0 {
 					return r
 				}
 				i, j = i+1, j+1
 			}
 		}
-		if isDigit(at(a, i)) || isDigit(at(b, j)) {
+		ca, cb = at(a, i), at(b, j)
+		if isDigit(ca) || isDigit(cb) {
 			ea, eb := i, j
 			for ea < len(a) && isDigit(a[ea]) {
 				ea++
@@ -52,7 +57,7 @@ func versionCompare(a, b string) int {
 			for eb < len(b) && isDigit(b[eb]) {
 				eb++
 			}
-			// A numeric segment is newer than an alphabetic (or empty) one.
+			// a numeric segment is newer than none
 			if r := cmpBool(ea != i, eb != j); r != 0 {
 				return r
 			}
@@ -92,7 +97,7 @@ func versionCompare(a, b string) int {
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
 
-// isVersionChar is systemd's is_valid_version_char.
+// isVersionChar is systemd's is_valid_version_char: alphanumerics and "~-^.".
 func isVersionChar(c byte) bool {
 	return isDigit(c) || isAlpha(c) || c == '~' || c == '-' || c == '^' || c == '.'
 }
@@ -115,7 +120,7 @@ func cmpBool(a, b bool) int {
 	if b {
 		y = 1
 	}
-	return x - y
+	return cmpInt(x, y)
 }
 
 func cmpString(a, b string) int {
