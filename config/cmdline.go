@@ -3,10 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/kairos-io/kairos-firmware/kcmdline"
 	"io/fs"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -32,39 +32,10 @@ const (
 )
 
 // cmdlineToken is one parameter of the kernel command line.
-type cmdlineToken struct {
-	text   string // as written, quotes included
-	offset int    // byte offset in the command line
-}
+type cmdlineToken = kcmdline.Token
 
-// splitCmdline splits the command line into parameters the way the kernel's next_arg()
-// (lib/cmdline.c) does: at white space outside double quotes. It is written here because the
-// error columns need each token's byte offset, which shell-word splitters do not give, and
-// because the kernel's rule (double quotes only, no escapes) is what produced /proc/cmdline.
-func splitCmdline(s string) []cmdlineToken {
-	var tokens []cmdlineToken
-	start, inQuote := -1, false
-	for i, r := range s {
-		switch {
-		case r == '"':
-			inQuote = !inQuote
-			if start < 0 {
-				start = i
-			}
-		case unicode.IsSpace(r) && !inQuote:
-			if start >= 0 {
-				tokens = append(tokens, cmdlineToken{text: s[start:i], offset: start})
-				start = -1
-			}
-		case start < 0:
-			start = i
-		}
-	}
-	if start >= 0 {
-		tokens = append(tokens, cmdlineToken{text: s[start:], offset: start})
-	}
-	return tokens
-}
+// splitCmdline splits the command line at white space outside double quotes, as the kernel does.
+func splitCmdline(s string) []cmdlineToken { return kcmdline.Split(s) }
 
 // keyValue splits "KEY=VALUE" at the first '=' and drops surrounding double quotes from both,
 // like kairos-sdk's strings.Trim(part, `"`). offset is the byte offset of s in the command line;
@@ -95,7 +66,7 @@ type cmdlineSetting struct {
 
 // firmwareSetting returns the firmware setting a token makes, if any.
 func firmwareSetting(tok cmdlineToken) (cmdlineSetting, bool) {
-	key, keyOffset, value, valueOffset, hasValue := keyValue(tok.text, tok.offset)
+	key, keyOffset, value, valueOffset, hasValue := keyValue(tok.Text, tok.Offset)
 	set := cmdlineSetting{token: tok, key: key, keyOffset: keyOffset, value: value, valueOffset: valueOffset, hasValue: hasValue}
 	if key == kairosConfigKey || key == cosSetupKey {
 		// cos.setup=URL without '=' is a config URL, not a setting.
@@ -120,14 +91,14 @@ type cmdlineBuilder struct {
 func (b *cmdlineBuilder) fail(set cmdlineSetting, column int, message string) {
 	b.errs = append(b.errs, Error{
 		File: CmdlinePath, Line: 1, Column: column + 1,
-		Key: set.key, Value: set.value, Token: set.token.text, Message: message,
+		Key: set.key, Value: set.value, Token: set.token.Text, Message: message,
 	})
 }
 
 // node makes a node at a command line offset, owned by the token.
 func (b *cmdlineBuilder) node(kind yaml.Kind, tag, value string, offset int, tok cmdlineToken) *yaml.Node {
 	n := &yaml.Node{Kind: kind, Tag: tag, Value: value, Line: 1, Column: offset + 1}
-	b.origins[n] = origin{file: CmdlinePath, token: tok.text}
+	b.origins[n] = origin{file: CmdlinePath, token: tok.Text}
 	return n
 }
 
@@ -167,7 +138,7 @@ func (b *cmdlineBuilder) add(set cmdlineSetting) {
 // value parses the value of a setting as a YAML document; a token without '=' is true.
 func (b *cmdlineBuilder) value(set cmdlineSetting) (*yaml.Node, bool) {
 	if !set.hasValue {
-		return b.node(yaml.ScalarNode, "!!bool", "true", set.token.offset, set.token), true
+		return b.node(yaml.ScalarNode, "!!bool", "true", set.token.Offset, set.token), true
 	}
 	var doc yaml.Node
 	if err := parseYAML([]byte(set.value), &doc); err != nil {
@@ -189,7 +160,7 @@ func (b *cmdlineBuilder) value(set cmdlineSetting) (*yaml.Node, bool) {
 			n.Column += set.valueOffset
 		}
 		n.Line = 1
-		b.origins[n] = origin{file: CmdlinePath, token: set.token.text}
+		b.origins[n] = origin{file: CmdlinePath, token: set.token.Text}
 		for _, c := range n.Content {
 			visit(c)
 		}

@@ -9,10 +9,10 @@ import (
 func TestSplitCmdline(t *testing.T) {
 	got := splitCmdline("  BOOT_IMAGE=/vmlinuz \"firmware.reprobe.mode=off\"\tkairos.config=\"firmware.stores=[/a, /b]\" a=\"b c\"d\n")
 	want := []cmdlineToken{
-		{text: "BOOT_IMAGE=/vmlinuz", offset: 2},
-		{text: `"firmware.reprobe.mode=off"`, offset: 22},
-		{text: `kairos.config="firmware.stores=[/a, /b]"`, offset: 50},
-		{text: `a="b c"d`, offset: 91},
+		{Text: "BOOT_IMAGE=/vmlinuz", Offset: 2},
+		{Text: `"firmware.reprobe.mode=off"`, Offset: 22},
+		{Text: `kairos.config="firmware.stores=[/a, /b]"`, Offset: 50},
+		{Text: `a="b c"d`, Offset: 91},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("tokens:\n got %+v\nwant %+v", got, want)

@@ -1,9 +1,9 @@
 package reprobe
 
 import (
+	"github.com/kairos-io/kairos-firmware/kcmdline"
 	"net"
 	"strings"
-	"unicode"
 )
 
 // The network the kernel command line asks for in the initramfs, in dracut's terms
@@ -168,29 +168,11 @@ func normalizeMAC(groups []string) string {
 	return strings.Join(lower, ":")
 }
 
-// splitCmdline splits the command line the way the kernel's next_arg() does (lib/cmdline.c):
-// at white space outside double quotes.
+// splitCmdline splits the command line at white space outside double quotes, as the kernel does.
 func splitCmdline(s string) []string {
 	var tokens []string
-	start, inQuote := -1, false
-	for i, r := range s {
-		switch {
-		case r == '"':
-			inQuote = !inQuote
-			if start < 0 {
-				start = i
-			}
-		case unicode.IsSpace(r) && !inQuote:
-			if start >= 0 {
-				tokens = append(tokens, s[start:i])
-				start = -1
-			}
-		case start < 0:
-			start = i
-		}
-	}
-	if start >= 0 {
-		tokens = append(tokens, s[start:])
+	for _, t := range kcmdline.Split(s) {
+		tokens = append(tokens, t.Text)
 	}
 	return tokens
 }
