@@ -150,11 +150,18 @@ var compressedSuffixes = fwpath.Suffixes[1:]
 // matchesKeep reports whether pattern matches rel, or, for a compressed file, rel without its
 // compression suffix (so "rtl_nic/*.fw" keeps "rtl_nic/rtl8168h-2.fw.zst").
 func matchesKeep(pattern, rel string, k kind) bool {
+	if k == directory {
+		return kmod.Match(pattern, rel)
+	}
+	return MatchesFirmware(pattern, rel)
+}
+
+// MatchesFirmware reports whether pattern (fnmatch(3), flags 0) matches the stored firmware file
+// rel or, when rel ends in .zst or .xz, rel without that suffix. Package split expands the
+// wildcard names modules declare with it.
+func MatchesFirmware(pattern, rel string) bool {
 	if kmod.Match(pattern, rel) {
 		return true
-	}
-	if k == directory {
-		return false
 	}
 	for _, suffix := range compressedSuffixes {
 		if plain, ok := strings.CutSuffix(rel, suffix); ok && kmod.Match(pattern, plain) {
@@ -162,6 +169,12 @@ func matchesKeep(pattern, rel string, k kind) bool {
 		}
 	}
 	return false
+}
+
+// HasWildcard reports whether a declared firmware name is a pattern (brcmfmac declares
+// "brcm/brcmfmac*-sdio.*.bin") rather than a file name.
+func HasWildcard(name string) bool {
+	return strings.ContainsAny(name, "*?[")
 }
 
 // keepLinksToSurvivors keeps every link whose target stays (a driver may ask for the link's

@@ -82,7 +82,7 @@ func (k *keeper) keepFirmware(name, release string, rule *ruleKeeps) bool {
 		return false // absolute or climbing out: the kernel refuses such names too
 	}
 	found := false
-	if strings.ContainsAny(name, "*?[") {
+	if HasWildcard(name) {
 		for _, rel := range k.t.sorted() {
 			e := k.t.entries[rel]
 			if e.kind != directory && matchesSearched(name, rel, e.kind, release) {

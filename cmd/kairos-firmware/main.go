@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"detect":   {"inventory PCI/USB devices, their modules, declared firmware and kernel-log failures", runDetect},
 	"plan":     {"decide which firmware extension images this machine needs and which devices to re-probe, and why", runPlan},
 	"prune":    {"remove firmware from an image's root tree except the files and modules' firmware to keep", runPrune},
+	"split":    {"cut a firmware tree into one extension image per driver, with manifests and a catalog", runSplit},
 	"validate": {"check the firmware: block of the cloud-config (every error with file, line and column)", runValidate},
 	"version":  {"print the version", runVersion},
 }
