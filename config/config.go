@@ -54,6 +54,9 @@ type Config struct {
 	Auto bool `json:"auto"`
 	// Signatures is the signature policy for extension images.
 	Signatures SignaturePolicy `json:"signatures"`
+	// Certificates are extra directories of X.509 certificates that verify image signatures,
+	// absolute paths in the target root, read after /run/verity.d.
+	Certificates []string `json:"certificates"`
 	// Stores are extra directories searched for extension images, absolute, in order.
 	Stores []string `json:"stores"`
 	// Extensions are the explicit selection rules, in merge order. Several rules may name the
@@ -169,10 +172,11 @@ func (d *Duration) UnmarshalText(text []byte) error {
 // whole whenever the configuration has errors.
 func Defaults() *Config {
 	return &Config{
-		Auto:       true,
-		Signatures: SignaturesAuto,
-		Stores:     []string{},
-		Extensions: []Extension{},
+		Auto:         true,
+		Signatures:   SignaturesAuto,
+		Certificates: []string{},
+		Stores:       []string{},
+		Extensions:   []Extension{},
 		Reprobe: Reprobe{
 			Mode:     ReprobeFailed,
 			Exclude:  []string{},

@@ -13,7 +13,7 @@ func TestDefaultsJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"auto":true,"signatures":"auto","stores":[],"extensions":[],"reprobe":{"mode":"failed","exclude":[],"force":[],"attempts":3,"timeout":"10s"},"install":[]}`
+	want := `{"auto":true,"signatures":"auto","certificates":[],"stores":[],"extensions":[],"reprobe":{"mode":"failed","exclude":[],"force":[],"attempts":3,"timeout":"10s"},"install":[]}`
 	if string(got) != want {
 		t.Errorf("Defaults() as JSON:\n got %s\nwant %s", got, want)
 	}

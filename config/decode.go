@@ -20,7 +20,7 @@ const maxNodes = 100000
 
 // Keys of each mapping, in the order the documentation lists them.
 var (
-	firmwareKeys = []string{"auto", "signatures", "stores", "extensions", "reprobe", "install"}
+	firmwareKeys = []string{"auto", "signatures", "certificates", "stores", "extensions", "reprobe", "install"}
 	ruleKeys     = []string{"name", "when"}
 	matchKeys    = []string{"usb", "pci", "class", "modalias", "driver", "dmi"}
 	reprobeKeys  = []string{"mode", "exclude", "force", "attempts", "timeout"}
@@ -266,6 +266,8 @@ func (d *decoder) firmware(n *yaml.Node, key string, c *Config) {
 			if s, ok := checked(d, v, key, checkSignatures); ok {
 				c.Signatures = s
 			}
+		case "certificates":
+			c.Certificates = d.stringList(v, key, checkStore)
 		case "stores":
 			c.Stores = d.stringList(v, key, checkStore)
 		case "extensions":

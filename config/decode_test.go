@@ -28,7 +28,7 @@ func TestDecodeErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			body: "firmware:\n  autoo: true\n",
-			want: []string{f + `:3:3: firmware.autoo: unknown key; want one of auto, signatures, stores, extensions, reprobe, install (value "autoo")`},
+			want: []string{f + `:3:3: firmware.autoo: unknown key; want one of auto, signatures, certificates, stores, extensions, reprobe, install (value "autoo")`},
 		},
 		{
 			name: "firmware is not a mapping",
@@ -463,9 +463,10 @@ users:
 		t.Fatalf("unexpected errors: %q", messages(errs))
 	}
 	want := &Config{
-		Auto:       false,
-		Signatures: SignaturesRequired,
-		Stores:     []string{"/var/lib/kairos/extensions", "/usr/local/extensions"},
+		Auto:         false,
+		Signatures:   SignaturesRequired,
+		Certificates: []string{},
+		Stores:       []string{"/var/lib/kairos/extensions", "/usr/local/extensions"},
 		Extensions: []Extension{
 			{Name: "linux-firmware-realtek", When: []Match{
 				{USB: &IDPattern{Vendor: "2357", Product: "011e"}},

@@ -77,9 +77,10 @@ firmware:
 
 func precedenceWant() *Config {
 	return &Config{
-		Auto:       false,
-		Signatures: SignaturesRequired,
-		Stores:     []string{"/system/extensions", "/run/live-extensions", "/oem/extensions"},
+		Auto:         false,
+		Signatures:   SignaturesRequired,
+		Certificates: []string{},
+		Stores:       []string{"/system/extensions", "/run/live-extensions", "/oem/extensions"},
 		Extensions: []Extension{
 			{Name: "from-system-oem"},
 			{Name: "from-etc-kairos", When: []Match{{USB: &IDPattern{Vendor: "2357", Product: "011e"}}}},

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kairos-io/kairos-firmware/manifests/gpt/gpttest"
 	"github.com/kairos-io/kairos-firmware/stages/plan"
 	"github.com/kairos-io/kairos-firmware/tests/imagetest"
 	"github.com/kairos-io/kairos-firmware/tests/testkernel"
@@ -238,5 +239,63 @@ func TestPlanAdmitsImagesAsSystemdAndThePolicyWould(t *testing.T) {
 		if r.Name == "fw-realtek" && !strings.Contains(r.Reason, "refused by signatures: required") {
 			t.Errorf("fw-realtek rejected with %q", r.Reason)
 		}
+	}
+}
+
+// TestPlanVerifiesSignedDDIsWithConfiguredCertificates: under signatures: required, a signed
+// verity DDI made by split is admitted only when its certificate is in a configured
+// firmware.certificates directory of the target root; the unsigned raw images stay rejected.
+func TestPlanVerifiesSignedDDIsWithConfiguredCertificates(t *testing.T) {
+	modules := filepath.Join(testkernel.Dir(t), "lib", "modules", testkernel.Release)
+	root, kmsg := spikeOnRecordedMachine(t)
+	fw := t.TempDir()
+	imagetest.WriteTree(t, fw, map[string]string{"rtw88/rtw8821a_fw.bin": "rtw firmware"})
+	key, cert := gpttest.KeyPair(t)
+	out := t.TempDir() + "/out"
+	if _, stderr, code := runCLI(t, "split", "--firmware", fw, "--modules", modules, "--out", out, "--format", "ddi",
+		"--sign-key", key, "--sign-cert", cert); code != 0 {
+		t.Fatalf("split: exit %d\n%s", code, stderr)
+	}
+	ddi := "linux-firmware-other.raw" // no Debian 6.1 module declares the file: the catch-all
+	store := filepath.Join(root, plan.StoreRoot)
+	data, err := os.ReadFile(filepath.Join(out, ddi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(store, ddi), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(plan.StoreRoot, ddi), filepath.Join(store, "active", ddi)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "signed.yaml")
+	if err := os.WriteFile(cfg, []byte("#cloud-config\nfirmware:\n  signatures: required\n  certificates: [/oem/verity.d]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	selected := func() (map[string]bool, map[string]string) {
+		var p plan.Plan
+		runJSON(t, &p, "plan", "--root", root, "--kernel-release", testkernel.Release, "--kmsg", kmsg, "--config", cfg, "--json")
+		sel, rej := map[string]bool{}, map[string]string{}
+		for _, s := range p.Selected {
+			sel[s.Name] = true
+		}
+		for _, r := range p.Rejected {
+			rej[r.Name] = r.Reason
+		}
+		return sel, rej
+	}
+	// Without the certificate the signature cannot be verified.
+	sel, rej := selected()
+	if sel["linux-firmware-other"] || !strings.Contains(rej["linux-firmware-other"], "signature") {
+		t.Errorf("without its certificate: selected %v, rejected %q", sel, rej["linux-firmware-other"])
+	}
+	certPEM, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imagetest.WriteTree(t, root, map[string]string{"oem/verity.d/split.crt": string(certPEM)})
+	sel, rej = selected()
+	if !sel["linux-firmware-other"] || sel["fw-realtek"] || !strings.Contains(rej["fw-realtek"], "refused by signatures: required") {
+		t.Errorf("with its certificate: selected %v, rejected %v", sel, rej)
 	}
 }

@@ -100,6 +100,17 @@ func admitImages(running, target *hostfs.Root, images []*manifests.Image, reject
 	arch := sysextcheck.HostArch()
 	uki := isUKIBoot(running) || isUKIBoot(target)
 	trust := verity.LoadTrustStore(running, verity.DefaultCertDirs)
+	if len(cfg.Certificates) > 0 {
+		// Configured directories are the target's (/oem, /usr/local, ...); their certificates
+		// come after /run/verity.d's.
+		more := verity.LoadTrustStore(target, cfg.Certificates)
+		trust.Dirs = append(trust.Dirs, more.Dirs...)
+		trust.Certs = append(trust.Certs, more.Certs...)
+		trust.Problems = append(trust.Problems, more.Problems...)
+	}
+	for _, problem := range trust.Problems {
+		*warnings = append(*warnings, problem.Error())
+	}
 	var admitted []*manifests.Image
 	for _, img := range images {
 		reason := ""
