@@ -33,7 +33,6 @@ import (
 	"github.com/kairos-io/kairos-firmware/stages/report"
 	"github.com/kairos-io/kairos-firmware/stages/sysops"
 	"github.com/kairos-io/kairos-firmware/tests/imagetest"
-	"github.com/kairos-io/kairos-firmware/tests/qemu"
 	"github.com/kairos-io/kairos-firmware/tests/testkernel"
 )
 
@@ -879,11 +878,11 @@ func BenchmarkApplyInGuest(b *testing.B) {
 		if rep != nil {
 			continue
 		}
-		r := bootApplyTB(b, kairosRootTB(b))
+		r := bootApply(b, kairosRoot(b, nil, nil), "")
 		if r.ExitCode != 0 {
 			b.Fatalf("scenario exit %d\n%s", r.ExitCode, r.Console)
 		}
-		rep = guestReportTB(b, r, "apply")
+		rep = guestReport(b, r, "apply")
 		boot = r.Elapsed
 		if len(rep.Errors) > 0 || len(rep.Images) != 1 || rep.Images[0].Outcome != report.ImageMerged {
 			b.Fatalf("report: errors %q, images %+v", rep.Errors, rep.Images)
@@ -904,60 +903,4 @@ func BenchmarkApplyInGuest(b *testing.B) {
 	b.ReportMetric(float64(t.TotalMS-t.ReprobeMS), "own_ms")
 	b.ReportMetric(float64(t.TotalMS)*1e6, "ns/op")
 	b.ReportMetric(boot.Seconds(), "boot_s")
-}
-
-// kairosRootTB is kairosRoot(t, nil, nil) for a benchmark.
-func kairosRootTB(tb testing.TB) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	tree := map[string]string{
-		"etc/os-release":                      "NAME=\"Debian GNU/Linux\"\nID=debian\nVERSION_ID=\"12\"\nKAIROS_VERSION=v3.5.0\n",
-		"usr/lib/firmware/README":             "the image's own firmware directory, a real directory (kairos#4290)\n",
-		"usr/share/doc/README":                "x",
-		"var/lib/kairos/extensions/.keep":     "",
-		"var/lib/kairos/extensions/active/.k": "",
-		"var/lib/kairos/extensions/common/.k": "",
-		"oem/.keep":                           "",
-	}
-	for _, d := range []string{"dev", "proc", "sys", "run", "tmp", "sysroot"} {
-		tree[d+"/.keep"] = ""
-	}
-	imagetest.WriteTree(tb, dir, tree)
-	src := tb.TempDir()
-	imagetest.WriteTree(tb, src, map[string]string{"usr/lib/extension-release.d/extension-release.fw-kfwtest": "ID=_any\nARCHITECTURE=x86-64\n"})
-	for name, size := range map[string]int{rigEduFirmware: rigEduSize, rigRtwFirmware: rigRtwSize} {
-		data := make([]byte, size)
-		for i := range data {
-			data[i] = byte(i)
-		}
-		imagetest.WriteTree(tb, src, map[string]string{filepath.Join("usr/lib/firmware", name): string(data)})
-	}
-	imagetest.Erofs(tb, filepath.Join(dir, "var/lib/kairos/extensions/fw-kfwtest.sysext.raw"), src, "-zlz4hc")
-	if err := os.Symlink("/var/lib/kairos/extensions/fw-kfwtest.sysext.raw", filepath.Join(dir, "var/lib/kairos/extensions/active/fw-kfwtest.sysext.raw")); err != nil {
-		tb.Fatal(err)
-	}
-	return qemu.Disk(tb, dir, "ext4")
-}
-
-// bootApplyTB is bootApply for a benchmark.
-func bootApplyTB(tb testing.TB, disk string) *qemu.Result {
-	tb.Helper()
-	return qemu.Run(tb, qemu.Boot{
-		Scenario: filepath.Join("qemu", "scenarios", "apply.sh"),
-		Files:    map[string]string{"/usr/bin/kairos-firmware": binary},
-		Disks:    []string{disk},
-	})
-}
-
-// guestReportTB is guestReport for a benchmark.
-func guestReportTB(tb testing.TB, r *qemu.Result, block string) *report.Report {
-	tb.Helper()
-	if rc := r.Value(block + "-rc"); rc != "0" {
-		tb.Fatalf("%s exited %q\nstderr: %s", block, rc, r.Blocks[block+"-stderr"])
-	}
-	var rep report.Report
-	if err := json.Unmarshal([]byte(r.Blocks[block]), &rep); err != nil {
-		tb.Fatalf("%s: not a report: %v\n%s", block, err, r.Blocks[block])
-	}
-	return &rep
 }

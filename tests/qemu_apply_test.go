@@ -20,7 +20,7 @@ import (
 // ARCHITECTURE, no SYSEXT_SCOPE) with both firmware files the kfwtest drivers want, enabled for
 // the active boot. extra adds files (cloud-config, other images' trees) and images names more
 // images to build from trees: name -> files.
-func kairosRoot(t *testing.T, extra map[string]string, images map[string]map[string]string) string {
+func kairosRoot(t testing.TB, extra map[string]string, images map[string]map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	tree := map[string]string{
@@ -61,7 +61,7 @@ func kairosRoot(t *testing.T, extra map[string]string, images map[string]map[str
 	return qemu.Disk(t, dir, "ext4")
 }
 
-func bootApply(t *testing.T, disk, append string) *qemu.Result {
+func bootApply(t testing.TB, disk, append string) *qemu.Result {
 	t.Helper()
 	return qemu.Run(t, qemu.Boot{
 		Scenario: filepath.Join("qemu", "scenarios", "apply.sh"),
@@ -71,7 +71,7 @@ func bootApply(t *testing.T, disk, append string) *qemu.Result {
 	})
 }
 
-func guestReport(t *testing.T, r *qemu.Result, block string) *report.Report {
+func guestReport(t testing.TB, r *qemu.Result, block string) *report.Report {
 	t.Helper()
 	if rc := r.Value(block + "-rc"); rc != "0" {
 		t.Fatalf("%s exited %q\nstderr: %s", block, rc, r.Blocks[block+"-stderr"])

@@ -163,7 +163,7 @@ func rigGrep(s, substr string) string {
 }
 
 // rigWriteFirmware writes a firmware file of size bytes with a recognizable pattern.
-func rigWriteFirmware(t *testing.T, path string, size int) {
+func rigWriteFirmware(t testing.TB, path string, size int) {
 	t.Helper()
 	data := make([]byte, size)
 	for i := range data {
