@@ -6,9 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
 )
@@ -36,17 +38,21 @@ func ScanStore(root *hostfs.Root, dir string, skip ...string) ([]*Image, []Rejec
 	if err != nil {
 		return nil, []Rejected{{Name: path.Base(dir), Path: dir, Reason: fmt.Sprintf("listing the store: %v", unwrapPathError(err))}}
 	}
+	var names []string
+	for _, e := range ents { // ReadDir sorts by file name
+		if !strings.HasPrefix(e.Name(), ".") && !slices.Contains(skip, e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	read := readEntries(root, dir, names)
 	var images []*Image
 	var rejected []Rejected
 	byName := map[string]*Image{}
-	for _, e := range ents { // ReadDir sorts by file name
-		if strings.HasPrefix(e.Name(), ".") || slices.Contains(skip, e.Name()) {
-			continue
-		}
-		p := path.Join(dir, e.Name())
-		img, err := ReadEntry(root, p)
+	for i, name := range names {
+		p := path.Join(dir, name)
+		img, err := read[i].img, read[i].err
 		if err != nil {
-			name, target := e.Name(), ""
+			name, target := name, ""
 			if t, rerr := root.Resolve(p); rerr == nil {
 				if t != p {
 					target = t
@@ -76,4 +82,33 @@ func ScanStore(root *hostfs.Root, dir string, skip ...string) ([]*Image, []Rejec
 		return rejected[i].Path < rejected[j].Path
 	})
 	return images, rejected
+}
+
+type readResult struct {
+	img *Image
+	err error
+}
+
+// readEntries reads the store entries names of dir on every core: reading an image is
+// decompression and hashing as much as I/O, and it is on the boot path. Results keep the order
+// of names, so what follows is as deterministic as a sequential read.
+func readEntries(root *hostfs.Root, dir string, names []string) []readResult {
+	out := make([]readResult, len(names))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(runtime.NumCPU(), len(names)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i].img, out[i].err = ReadEntry(root, path.Join(dir, names[i]))
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
 }
