@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -86,8 +87,9 @@ func (r *Result) Failed() bool {
 }
 
 // Run plans, merges, re-probes and reports. It never fails as a whole once it has a root: every
-// failure is recorded in the report, and the boot goes on.
-func Run(opts Options) *Result {
+// failure is recorded in the report, and the boot goes on. Even a bug of ours (a panic) ends in
+// the report and a normal return, not in a crashed boot step.
+func Run(opts Options) (res *Result) {
 	ops := opts.Ops
 	started := ops.Now()
 	command := "apply"
@@ -97,7 +99,14 @@ func Run(opts Options) *Result {
 	rep := report.New(command, started.UTC())
 	log := report.NewLogger(opts.Root, opts.Console, !opts.DryRun)
 	defer log.Close()
-	res := &Result{Report: rep}
+	res = &Result{Report: rep}
+	defer func() {
+		if r := recover(); r != nil {
+			rep.Errorf("internal error (a bug of kairos-firmware, please report it): %v\n%s", r, debug.Stack())
+			log.Warnf("internal error: %v; the boot goes on", r)
+			res = finish(opts, res, log, started)
+		}
+	}()
 
 	sysroot := opts.Sysroot
 	if sysroot == "" {
