@@ -94,6 +94,20 @@ func (s *systemFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&s.json, "json", false, "print JSON")
 }
 
+// reportProblems prints every problem of err (a list type such as prune.Problems or
+// split.Problems, else err itself) prefixed with the command, then what was left untouched.
+func reportProblems[P ~[]string](stderr io.Writer, command string, err error, untouched string) int {
+	var problems P
+	if !errors.As(err, &problems) {
+		problems = P{err.Error()}
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "kairos-firmware %s: %s\n", command, p)
+	}
+	fmt.Fprintf(stderr, "kairos-firmware %s: %s\n", command, untouched)
+	return exitFindings
+}
+
 // usageExit is the exit code for a flag parsing error: --help is not an error.
 func usageExit(err error) int {
 	if errors.Is(err, flag.ErrHelp) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -38,15 +37,7 @@ func runPrune(args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := prune.Plan(prune.Options{Root: root, Keep: keep, KeepModules: keepModules, KernelRelease: *release})
 	if err != nil {
-		var problems prune.Problems
-		if !errors.As(err, &problems) {
-			problems = prune.Problems{err.Error()}
-		}
-		for _, p := range problems {
-			fmt.Fprintf(stderr, "kairos-firmware prune: %s\n", p)
-		}
-		fmt.Fprintln(stderr, "kairos-firmware prune: nothing was removed")
-		return exitFindings
+		return reportProblems[prune.Problems](stderr, "prune", err, "nothing was removed")
 	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)

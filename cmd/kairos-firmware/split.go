@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -83,15 +82,7 @@ func runSplit(args []string, stdout, stderr io.Writer) int {
 
 	c, err := split.Split(opts)
 	if err != nil {
-		var problems split.Problems
-		if !errors.As(err, &problems) {
-			problems = split.Problems{err.Error()}
-		}
-		for _, p := range problems {
-			fmt.Fprintf(stderr, "kairos-firmware split: %s\n", p)
-		}
-		fmt.Fprintln(stderr, "kairos-firmware split: nothing was written")
-		return exitFindings
+		return reportProblems[split.Problems](stderr, "split", err, "nothing was written")
 	}
 	for _, w := range c.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)

@@ -91,3 +91,20 @@ kfw_driver() {
 kfw_kmsg_grep() {
 	dmesg | grep -F -- "$1" | sed 's/^\[[ 0-9.]*\] //'
 }
+
+# kfw_find_kfwtest: set edu, usb and intf to the devices the kfwtest drivers serve (QEMU's edu
+# PCI device, the 2357:011e USB dongle and its interface) and report edu and intf.
+kfw_find_kfwtest() {
+	edu=$(kfw_pci_find 1234 11e8)
+	usb=$(kfw_usb_find 2357 011e)
+	intf=$usb:1.0
+	kfw_result edu "$edu"
+	kfw_result intf "$intf"
+}
+
+# kfw_kfwtest_drivers PHASE: report the drivers bound to both kfwtest devices now, as
+# PHASE.edu-driver and PHASE.usb-intf-driver.
+kfw_kfwtest_drivers() {
+	kfw_result "$1.edu-driver" "$(kfw_driver pci "$edu")"
+	kfw_result "$1.usb-intf-driver" "$(kfw_driver usb "$intf")"
+}

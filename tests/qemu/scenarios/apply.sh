@@ -13,15 +13,8 @@ flag() { case " $(cat /proc/cmdline) " in *" $1 "*) return 0 ;; esac; return 1; 
 param() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 step() { case ",$(param kfw.apply)," in *",$1,"*) return 0 ;; esac; return 1; }
 
-edu=$(kfw_pci_find 1234 11e8)
-usb=$(kfw_usb_find 2357 011e)
-intf=$usb:1.0
-kfw_result edu "$edu"
-kfw_result intf "$intf"
-drivers() {
-	kfw_result "$1.edu-driver" "$(kfw_driver pci "$edu")"
-	kfw_result "$1.usb-intf-driver" "$(kfw_driver usb "$intf")"
-}
+kfw_find_kfwtest
+drivers() { kfw_kfwtest_drivers "$1"; }
 # The state a second apply must leave exactly as the first did: our mounts and the firmware path.
 snapshot() {
 	kfw_result "$1.mounts" "$(grep -c -e kairos-firmware -e ' /sysroot/usr/' /proc/self/mountinfo)"

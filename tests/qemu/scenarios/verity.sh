@@ -12,15 +12,8 @@
 # device-mapper made is read from sysfs and /proc/self/mountinfo.
 . /kfw/lib.sh
 
-edu=$(kfw_pci_find 1234 11e8)
-usb=$(kfw_usb_find 2357 011e)
-intf=$usb:1.0
-kfw_result edu "$edu"
-kfw_result intf "$intf"
-drivers() {
-	kfw_result "$1.edu-driver" "$(kfw_driver pci "$edu")"
-	kfw_result "$1.usb-intf-driver" "$(kfw_driver usb "$intf")"
-}
+kfw_find_kfwtest
+drivers() { kfw_kfwtest_drivers "$1"; }
 present() { if [ -e "$1" ]; then echo present; else echo absent; fi; }
 
 # Every device-mapper device: "dm-N NAME ro=R MAJ:MIN slaves=LOOP...", then per slave
