@@ -137,3 +137,40 @@ func TestValidate(t *testing.T) {
 		t.Errorf("validate --root: exit %d, %q", code, stdout)
 	}
 }
+
+// TestApplyDryRunAndStatusOnAFixture: apply --dry-run on a fake system prints the plan and every
+// action the merge would take, writes nothing (no report, no mounts: it needs no root), and
+// status then says there is no report.
+func TestApplyDryRunAndStatusOnAFixture(t *testing.T) {
+	tree := fakesys.SpikeMachine()
+	tree["/run/cos/active_mode"] = ""
+	tree["/etc/os-release"] = "ID=debian\n"
+	tree["/proc/self/mountinfo"] = ""
+	tree["/sys/module/firmware_class/parameters/path"] = ""
+	tree["/var/lib/kairos/extensions/active/fw-realtek/usr/lib/extension-release.d/extension-release.fw-realtek"] = "ID=_any\n"
+	tree["/var/lib/kairos/extensions/active/fw-realtek/usr/lib/firmware/rtw88/rtw8821a_fw.bin"] = "fw"
+	root := fakeRoot(t, tree)
+	stdout, stderr, code := runCLI(t, "apply", "--root", root, "--sysroot", "/", "--kernel-release", fakesys.Release, "--dry-run")
+	if code != 0 {
+		t.Fatalf("apply --dry-run: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		"select fw-realtek (/var/lib/kairos/extensions/active/fw-realtek): device 1-4:1.0 needs rtw88/rtw8821a_fw.bin (auto: failed to load in the kernel log)",
+		"reprobe 1-4:1.0 (usb) by drivers_probe, then usb-reenumerate",
+		// The kernel is given real paths: the fixture root's.
+		"would mount " + root + "/var/lib/kairos/extensions/active/fw-realtek on /run/kairos-firmware/images/fw-realtek type - (bind)",
+		"would remount /run/kairos-firmware/images/fw-realtek (ro,nosuid,nodev,remount,bind)",
+		"would write \"/run/kairos-firmware/images/fw-realtek/usr/lib/firmware\" to /sys/module/firmware_class/parameters/path",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, stdout)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "run/kairos-firmware")); err == nil {
+		t.Error("--dry-run created /run/kairos-firmware")
+	}
+	stdout, stderr, code = runCLI(t, "status", "--root", root)
+	if code != 1 || !strings.Contains(stderr, filepath.Join(root, "run/kairos-firmware/report.json")) {
+		t.Errorf("status without a report: exit %d, %q %q", code, stdout, stderr)
+	}
+}
