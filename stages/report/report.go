@@ -5,6 +5,8 @@ package report
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"fmt"
 	"os"
 	"path"
@@ -141,7 +143,11 @@ func Write(root *hostfs.Root, p string, r *Report) error {
 func Load(root *hostfs.Root, p string) (*Report, error) {
 	data, err := root.FS.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("report %s: %w", root.Real(p), err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // the path is named once
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("report %s: %w (has kairos-firmware apply run on this boot?)", root.Real(p), err)
 	}
 	var r Report
 	if err := json.Unmarshal(data, &r); err != nil {
