@@ -16,6 +16,7 @@ import (
 
 	"github.com/kairos-io/kairos-firmware/manifests/erofs"
 	"github.com/kairos-io/kairos-firmware/manifests/gpt"
+	"github.com/kairos-io/kairos-firmware/manifests/verity"
 )
 
 // lowFS is what each format provides: lexical access, where paths never pass through a
@@ -278,8 +279,18 @@ func openDDI(r io.ReaderAt, size int64) (*ImageFS, error) {
 	}
 	ddi := &DDI{Partitions: parts, Table: table}
 	open := func(p *gpt.Partition, typ string) (lowFS, xattrFunc, Format, error) {
-		sec := table.Section(p)
+		var sec io.ReaderAt = table.Section(p)
+		size := p.Size
 		where := fmt.Sprintf("partition %d (%s)", p.Number, typ)
+		// A partition with a verity hash partition is read through its hash tree, as the
+		// kernel's dm-verity would serve it: every block the plan reads (the release file,
+		// the manifest, the directories) is checked, so a tampered block rejects the image
+		// before anything of it is merged, and no decision rests on bytes systemd would
+		// refuse. The root hash is the signature's or the partition UUIDs' (Admit checks the
+		// signature); blocks never read are checked by dm-verity at merge.
+		if tree := verifiedData(table, parts, p); tree != nil {
+			sec, size = tree, tree.Size()
+		}
 		inner, err := DetectFile(where, sec)
 		if err != nil {
 			return nil, nil, "", err
@@ -287,7 +298,7 @@ func openDDI(r io.ReaderAt, size int64) (*ImageFS, error) {
 		if inner != FormatErofs && inner != FormatSquashfs {
 			return nil, nil, "", fmt.Errorf("%s holds a %s image; a DDI partition must hold erofs or squashfs", where, inner)
 		}
-		low, xattr, err := openFilesystem(sec, p.Size, inner)
+		low, xattr, err := openFilesystem(sec, size, inner)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("%s: %w", where, err)
 		}
@@ -458,3 +469,25 @@ func (emptyRootInfo) Mode() fs.FileMode  { return fs.ModeDir | 0o755 }
 func (emptyRootInfo) ModTime() time.Time { return time.Time{} }
 func (emptyRootInfo) IsDir() bool        { return true }
 func (emptyRootInfo) Sys() any           { return nil }
+
+// verifiedData returns p's data as a verity tree when the DDI has a hash partition for it and
+// the tree checks out against its root hash; nil otherwise (no verity, or a tree Admit will
+// refuse with the reason).
+func verifiedData(table *gpt.Table, parts *gpt.Partitions, p *gpt.Partition) *verity.Tree {
+	hash, sig := parts.RootVerity, parts.RootVeritySig
+	if p == parts.Usr {
+		hash, sig = parts.UsrVerity, parts.UsrVeritySig
+	}
+	if hash == nil {
+		return nil
+	}
+	vp := verity.Parts{Data: table.Section(p), DataSize: p.Size, DataUUID: p.UUID.String(),
+		Hash: table.Section(hash), HashSize: hash.Size, HashUUID: hash.UUID.String()}
+	if sig != nil {
+		vp.Sig, vp.SigSize = table.Section(sig), sig.Size
+	}
+	if _, tree := verity.Inspect(vp, verity.Options{}); tree != nil {
+		return tree
+	}
+	return nil
+}

@@ -105,10 +105,12 @@ const tamperMark = "KFW-TAMPERED-FIRMWARE-MARK"
 //     its hash partition (offsets and sizes of the GPT), and both kfwtest devices bind;
 //   - fw-tree-tampered (a byte of its hash tree flipped) is rejected at plan time with the
 //     integrity reason, and nothing of it is attached or mounted;
-//   - fw-data-tampered (a byte of a firmware file flipped inside the erofs data partition,
-//     nothing recomputed) passes the plan, whose check covers the hash tree and the signature,
-//     and reads the data blocks lazily (docs/images.md, "Integrity"), but the kernel refuses the
-//     changed block: reading that file fails with EIO and dm-verity logs the block;
+//   - fw-meta-tampered (a byte of erofs' superblock flipped inside the data partition) is
+//     rejected at plan time: the plan reads a DDI through its verified hash tree;
+//   - fw-data-tampered (a byte flipped near the end of a firmware file, a block the plan never
+//     reads, nothing recomputed) passes the plan, whose check covers the hash tree, the
+//     signature and every block it reads (docs/images.md, "Integrity"), but the kernel refuses
+//     the changed block: reading that file fails with EIO and dm-verity logs the block;
 //   - device-mapper was not loaded: apply creates /dev/mapper/control and the kernel loads
 //     dm-mod, then dm-verity;
 //   - unmerge removes both dm devices and their loop devices free themselves.
@@ -167,9 +169,17 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 	if at < 0 || bytes.Count(part, []byte(tamperMark)) != 1 {
 		t.Fatalf("the firmware file's bytes are not once in the data partition (at %d)", at)
 	}
-	flipByte(t, image("fw-data-tampered"), data.Offset+int64(at)+100)
+	// Near the file's end: a block the plan never reads (it reads metadata, through the tree).
+	flipByte(t, image("fw-data-tampered"), data.Offset+int64(at)+int64(len(content))-100)
 
-	for _, name := range []string{"fw-kfwtest", "fw-tree-tampered", "fw-data-tampered"} {
+	// A changed block the plan does read (erofs' superblock, at 1024): rejected before merging.
+	metaFiles := release("fw-meta-tampered")
+	metaFiles["usr/lib/firmware/kfwtest/meta.bin"] = "a firmware whose image has a changed superblock"
+	signedDDI(t, image("fw-meta-tampered"), metaFiles, key, cert)
+	meta, _, _ := ddiParts(t, image("fw-meta-tampered"))
+	flipByte(t, image("fw-meta-tampered"), meta.Offset+1024+40)
+
+	for _, name := range []string{"fw-kfwtest", "fw-tree-tampered", "fw-data-tampered", "fw-meta-tampered"} {
 		if err := os.Symlink("/var/lib/kairos/extensions/"+name+".sysext.raw", filepath.Join(store, "active", name+".sysext.raw")); err != nil {
 			t.Fatal(err)
 		}
@@ -202,6 +212,9 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 	}
 	if img := outcome["fw-data-tampered"]; img.Outcome != report.ImageMerged {
 		t.Errorf("fw-data-tampered (the plan reads data blocks lazily, the kernel checks them): %+v", img)
+	}
+	if img := outcome["fw-meta-tampered"]; img.Outcome != report.ImageRejected || !strings.Contains(img.Reason, "is corrupt: hash tree says") {
+		t.Errorf("fw-meta-tampered (a block the plan reads through the verity tree): %+v", img)
 	}
 
 	// Before: device-mapper not loaded. After: its control node, and the verity target.
