@@ -1,6 +1,7 @@
 package kmsg
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
 )
@@ -74,10 +75,9 @@ func unescapeKmsg(s string) string {
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		if s[i] == '\\' && i+3 < len(s) && s[i+1] == 'x' {
-			hi, okHi := hexValue(s[i+2])
-			lo, okLo := hexValue(s[i+3])
-			if okHi && okLo {
-				b.WriteByte(hi<<4 | lo)
+			var c [1]byte
+			if _, err := hex.Decode(c[:], []byte(s[i+2:i+4])); err == nil {
+				b.WriteByte(c[0])
 				i += 3
 				continue
 			}
@@ -85,16 +85,4 @@ func unescapeKmsg(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func hexValue(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }

@@ -17,6 +17,7 @@ package gpt
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -63,14 +64,9 @@ func ParseGUID(s string) (GUID, error) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return g, fmt.Errorf("GUID %q: want the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", s)
 	}
-	hex := strings.ReplaceAll(s, "-", "")
-	for i := range g {
-		hi, ok1 := unhex(hex[2*i])
-		lo, ok2 := unhex(hex[2*i+1])
-		if !ok1 || !ok2 {
-			return GUID{}, fmt.Errorf("GUID %q: %q is not a hex digit pair", s, hex[2*i:2*i+2])
-		}
-		g[i] = hi<<4 | lo
+	digits := strings.ReplaceAll(s, "-", "")
+	if _, err := hex.Decode(g[:], []byte(digits)); err != nil {
+		return GUID{}, fmt.Errorf("GUID %q: %w", s, err)
 	}
 	return g, nil
 }
@@ -82,18 +78,6 @@ func MustParseGUID(s string) GUID {
 		panic(err)
 	}
 	return g
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 func (g GUID) String() string {
