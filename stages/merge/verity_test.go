@@ -364,41 +364,36 @@ func TestVerityDDIFailures(t *testing.T) {
 		}
 		check(t, f, st, "partition 1 has a dm-verity hash partition (2) but no verified root hash", before)
 	})
-	t.Run("create-fails", func(t *testing.T) {
-		f, images, before := setup(t, true)
-		f.k.fail = func(call string) error {
-			if strings.HasPrefix(call, "verity kairos-firmware-fw-v ") {
-				return fmt.Errorf("dm-verity kairos-firmware-fw-v: DM_TABLE_LOAD: %w", unix.EINVAL)
+	// A kernel call that fails: the device-mapper device is gone at once (not at the next
+	// Unmerge) and the image's error says which call failed.
+	for _, c := range []struct {
+		name, call string
+		err        error
+		want       string
+	}{
+		{"create-fails", "verity kairos-firmware-fw-v ", fmt.Errorf("dm-verity kairos-firmware-fw-v: DM_TABLE_LOAD: %w", unix.EINVAL),
+			"dm-verity kairos-firmware-fw-v: DM_TABLE_LOAD: invalid argument"},
+		{"mount-fails", "mount /dev/dm-0 ", fmt.Errorf("mount /dev/dm-0: %w", unix.EIO),
+			"mount /dev/dm-0: input/output error"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, images, before := setup(t, true)
+			f.k.fail = func(call string) error {
+				if strings.HasPrefix(call, c.call) {
+					return c.err
+				}
+				return nil
 			}
-			return nil
-		}
-		st, err := Merge(f.root, f.k, images, f.opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(f.k.dm) != 0 {
-			t.Errorf("device-mapper devices: %v", f.k.dm)
-		}
-		check(t, f, st, "dm-verity kairos-firmware-fw-v: DM_TABLE_LOAD: invalid argument", before)
-	})
-	t.Run("mount-fails", func(t *testing.T) {
-		f, images, before := setup(t, true)
-		f.k.fail = func(call string) error {
-			if strings.HasPrefix(call, "mount /dev/dm-0 ") {
-				return fmt.Errorf("mount /dev/dm-0: %w", unix.EIO)
+			st, err := Merge(f.root, f.k, images, f.opts)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return nil
-		}
-		st, err := Merge(f.root, f.k, images, f.opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Removed at once, not at the next Unmerge.
-		if len(f.k.dm) != 0 {
-			t.Errorf("device-mapper devices after the failed mount: %v", f.k.dm)
-		}
-		check(t, f, st, "mount /dev/dm-0: input/output error", before)
-	})
+			if len(f.k.dm) != 0 {
+				t.Errorf("device-mapper devices: %v", f.k.dm)
+			}
+			check(t, f, st, c.want, before)
+		})
+	}
 	t.Run("name-in-use", func(t *testing.T) {
 		f, images, before := setup(t, true)
 		f.k.dm["kairos-firmware-fw-v"] = "/dev/dm-7" // someone else's
