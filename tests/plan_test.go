@@ -1,9 +1,12 @@
 package tests
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -297,5 +300,67 @@ func TestPlanVerifiesSignedDDIsWithConfiguredCertificates(t *testing.T) {
 	sel, rej = selected()
 	if !sel["linux-firmware-other"] || sel["fw-realtek"] || !strings.Contains(rej["fw-realtek"], "refused by signatures: required") {
 		t.Errorf("with its certificate: selected %v, rejected %v", sel, rej)
+	}
+}
+
+// TestPlanRejectsDDIWithChangedFirmwareBlock: a byte changed inside a firmware file of a verity
+// DDI is in a block the plan never reads through the hash tree; the plan still rejects the
+// image, naming the block, and decides again without it, so the other image providing the
+// firmware takes its place.
+func TestPlanRejectsDDIWithChangedFirmwareBlock(t *testing.T) {
+	modules := filepath.Join(testkernel.Dir(t), "lib", "modules", testkernel.Release)
+	root, kmsg := spikeOnRecordedMachine(t)
+	fw := t.TempDir()
+	firmware := make([]byte, 256<<10)
+	rand.NewChaCha8([32]byte{1}).Read(firmware)
+	imagetest.WriteTree(t, fw, map[string]string{"rtw88/rtw8821a_fw.bin": string(firmware)})
+	out := t.TempDir() + "/out"
+	if _, stderr, code := runCLI(t, "split", "--firmware", fw, "--modules", modules, "--out", out, "--format", "ddi"); code != 0 {
+		t.Fatalf("split: exit %d\n%s", code, stderr)
+	}
+	const name = "linux-firmware-other"
+	image := filepath.Join(root, plan.StoreRoot, name+".raw")
+	data, err := os.ReadFile(filepath.Join(out, name+".raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(image, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(plan.StoreRoot, name+".raw"), filepath.Join(root, plan.StoreRoot, "active", name+".raw")); err != nil {
+		t.Fatal(err)
+	}
+	decide := func() plan.Plan {
+		var p plan.Plan
+		runJSON(t, &p, "plan", "--root", root, "--kernel-release", testkernel.Release, "--kmsg", kmsg, "--json")
+		return p
+	}
+	selected := func(p plan.Plan, name string) bool {
+		return slices.ContainsFunc(p.Selected, func(s plan.Selection) bool { return s.Name == name })
+	}
+	if p := decide(); !selected(p, name) {
+		t.Fatalf("intact image not selected: %+v, rejected %+v", p.Selected, p.Rejected)
+	}
+
+	// The firmware is stored as it is (random bytes do not compress): change one byte of it in
+	// the middle of the file, well away from every block the plan reads.
+	at := bytes.Index(data, firmware[128<<10:(128<<10)+64])
+	if at < 0 {
+		t.Fatal("the firmware's bytes are not stored as they are in the image")
+	}
+	data[at] ^= 0x40
+	if err := os.WriteFile(image, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := decide()
+	if selected(p, name) {
+		t.Fatalf("image with a changed firmware block selected: %+v", p.Selected)
+	}
+	i := slices.IndexFunc(p.Rejected, func(r plan.Rejection) bool { return r.Name == name })
+	if i < 0 || !strings.Contains(p.Rejected[i].Reason, "integrity: partition ") || !strings.Contains(p.Rejected[i].Reason, "is corrupt: hash tree says") {
+		t.Fatalf("rejected: %+v", p.Rejected)
+	}
+	if !selected(p, "fw-realtek") {
+		t.Errorf("the other image providing rtw88/rtw8821a_fw.bin was not selected in its place: %+v", p.Selected)
 	}
 }

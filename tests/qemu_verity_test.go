@@ -75,6 +75,33 @@ func ddiParts(t *testing.T, file string) (data, hash gpt.Partition, p *verity.Pa
 	return *parts.Root, *parts.RootVerity, p
 }
 
+// markOffset returns where tamperMark starts in the DDI file's data partition, in bytes from
+// the start of the file; the mark must be there once.
+func markOffset(t *testing.T, file string) int64 {
+	t.Helper()
+	data, _, _ := ddiParts(t, file)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := raw[data.Offset : data.Offset+data.Size]
+	at := bytes.Index(part, []byte(tamperMark))
+	if at < 0 || bytes.Count(part, []byte(tamperMark)) != 1 {
+		t.Fatalf("%s: the marked firmware file's bytes are not once in the data partition (at %d)", file, at)
+	}
+	return data.Offset + int64(at)
+}
+
+// writeTemp writes content to a new temporary file and returns its path.
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "content")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // flipByte inverts one byte of file at offset, recomputing nothing.
 func flipByte(t *testing.T, file string, offset int64) {
 	t.Helper()
@@ -93,11 +120,11 @@ func flipByte(t *testing.T, file string, offset int64) {
 	}
 }
 
-// tamperMark starts the content of fw-data-tampered's firmware file, so the test can find it
-// in the erofs data partition.
+// tamperMark starts the content of the firmware files the test changes, so it can find them
+// in an erofs data partition.
 const tamperMark = "KFW-TAMPERED-FIRMWARE-MARK"
 
-// TestApplyMountsDDIsThroughDMVerity boots once with three signed DDIs in the store under
+// TestApplyMountsDDIsThroughDMVerity boots once with four signed DDIs in the store under
 // firmware.signatures: required:
 //
 //   - fw-kfwtest is mounted through a read-only dm-verity device named
@@ -108,12 +135,14 @@ const tamperMark = "KFW-TAMPERED-FIRMWARE-MARK"
 //   - fw-meta-tampered (a byte of erofs' superblock flipped inside the data partition) is
 //     rejected at plan time: the plan reads a DDI through its verified hash tree;
 //   - fw-data-tampered (a byte flipped near the end of a firmware file, a block the plan never
-//     reads, nothing recomputed) passes the plan, whose check covers the hash tree, the
-//     signature and every block it reads (docs/images.md, "Integrity"), but the kernel refuses
-//     the changed block: reading that file fails with EIO and dm-verity logs the block;
+//     reads, nothing recomputed) is rejected too: every data block of a selected DDI is hashed
+//     before the merge (plan.DecideVerified), and nothing of it is attached or mounted;
+//   - a byte of fw-kfwtest's late.bin changed in the store after the merge (what the check
+//     before the merge cannot see) is refused by the kernel: reading the file fails with EIO
+//     and dm-verity logs the block on fw-kfwtest's data device;
 //   - device-mapper was not loaded: apply creates /dev/mapper/control and the kernel loads
 //     dm-mod, then dm-verity;
-//   - unmerge removes both dm devices and their loop devices free themselves.
+//   - unmerge removes the dm device and its loop devices free themselves.
 func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 	key, cert := gpttest.KeyPair(t)
 	dir := t.TempDir()
@@ -147,7 +176,12 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 		}
 		good["usr/lib/firmware/"+fw] = string(data)
 	}
+	late := tamperMark + strings.Repeat("0123456789abcdef", 1024)
+	good["usr/lib/firmware/kfwtest/late.bin"] = late
 	signedDDI(t, image("fw-kfwtest"), good, key, cert)
+	// Where the scenario changes late.bin after the merge: near its end, a hex digit becomes
+	// an 'X'.
+	lateAt := markOffset(t, image("fw-kfwtest")) + int64(len(late)) - 100
 
 	treeFiles := release("fw-tree-tampered")
 	treeFiles["usr/lib/firmware/kfwtest/tree.bin"] = "a firmware whose image has a changed hash tree"
@@ -159,18 +193,8 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 	dataFiles := release("fw-data-tampered")
 	dataFiles["usr/lib/firmware/kfwtest/tampered.bin"] = content
 	signedDDI(t, image("fw-data-tampered"), dataFiles, key, cert)
-	data, _, _ := ddiParts(t, image("fw-data-tampered"))
-	raw, err := os.ReadFile(image("fw-data-tampered"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	part := raw[data.Offset : data.Offset+data.Size]
-	at := bytes.Index(part, []byte(tamperMark))
-	if at < 0 || bytes.Count(part, []byte(tamperMark)) != 1 {
-		t.Fatalf("the firmware file's bytes are not once in the data partition (at %d)", at)
-	}
-	// Near the file's end: a block the plan never reads (it reads metadata, through the tree).
-	flipByte(t, image("fw-data-tampered"), data.Offset+int64(at)+int64(len(content))-100)
+	// Near the file's end: a block the plan never reads through the tree.
+	flipByte(t, image("fw-data-tampered"), markOffset(t, image("fw-data-tampered"))+int64(len(content))-100)
 
 	// A changed block the plan does read (erofs' superblock, at 1024): rejected before merging.
 	metaFiles := release("fw-meta-tampered")
@@ -189,16 +213,17 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 
 	r := qemu.Run(t, qemu.Boot{
 		Scenario: filepath.Join("qemu", "scenarios", "verity.sh"),
-		Files:    map[string]string{"/usr/bin/kairos-firmware": binary, "/kfw/verity/db.crt": cert},
-		Disks:    []string{disk},
+		Files: map[string]string{"/usr/bin/kairos-firmware": binary, "/kfw/verity/db.crt": cert,
+			"/kfw/verity/late-offset": writeTemp(t, fmt.Sprint(lateAt))},
+		Disks: []string{disk},
 	})
 	if r.ExitCode != 0 {
 		t.Fatalf("scenario exit %d\n%s", r.ExitCode, r.Console)
 	}
 	rep := guestReport(t, r, "apply")
 
-	// The plan: the good image and the data-tampered one admitted, the tree-tampered one
-	// rejected for its integrity, under the signature policy.
+	// The plan: the good image admitted, the tampered ones rejected for their integrity, under
+	// the signature policy, before anything of them is attached.
 	outcome := map[string]report.Image{}
 	for _, img := range rep.Images {
 		outcome[img.Name] = img
@@ -210,8 +235,9 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 		!strings.Contains(img.Reason, "refused by signatures: required on a non-UKI boot: the image fails its integrity check") {
 		t.Errorf("fw-tree-tampered: %+v", img)
 	}
-	if img := outcome["fw-data-tampered"]; img.Outcome != report.ImageMerged {
-		t.Errorf("fw-data-tampered (the plan reads data blocks lazily, the kernel checks them): %+v", img)
+	if img := outcome["fw-data-tampered"]; img.Outcome != report.ImageRejected || !strings.Contains(img.Reason, "integrity: partition ") ||
+		!strings.Contains(img.Reason, "is corrupt: hash tree says") {
+		t.Errorf("fw-data-tampered (every data block of a selected DDI is hashed before the merge): %+v", img)
 	}
 	if img := outcome["fw-meta-tampered"]; img.Outcome != report.ImageRejected || !strings.Contains(img.Reason, "is corrupt: hash tree says") {
 		t.Errorf("fw-meta-tampered (a block the plan reads through the verity tree): %+v", img)
@@ -241,8 +267,8 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 		}
 		devs[m[2]] = m[1:]
 	}
-	if len(devs) != 2 || devs["kairos-firmware-fw-kfwtest"] == nil || devs["kairos-firmware-fw-data-tampered"] == nil {
-		t.Fatalf("dm devices %q, want kairos-firmware-fw-kfwtest and kairos-firmware-fw-data-tampered", r.Values["applied.dm"])
+	if len(devs) != 1 || devs["kairos-firmware-fw-kfwtest"] == nil {
+		t.Fatalf("dm devices %q, want kairos-firmware-fw-kfwtest alone", r.Values["applied.dm"])
 	}
 	// Each image's loop devices: its data partition and its hash partition, read-only.
 	// loops[dm name][window] is the loop device's major:minor.
@@ -270,10 +296,7 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 			t.Errorf("no loop device %q under kairos-firmware-fw-kfwtest: %q", w, r.Values["applied.slave"])
 		}
 	}
-	tamperedData := loops["kairos-firmware-fw-data-tampered"][window("fw-data-tampered", data)]
-	if tamperedData == "" {
-		t.Errorf("no loop device on fw-data-tampered's data partition: %q", r.Values["applied.slave"])
-	}
+	goodDataLoop := loops["kairos-firmware-fw-kfwtest"][window("fw-kfwtest", goodData)]
 	// The images are mounted from the dm devices, not from loop devices.
 	mounts := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(r.Blocks["applied.mountinfo"]), "\n") {
@@ -281,18 +304,18 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 			mounts[f[1]] = f[0] + " " + f[2] + " " + f[3]
 		}
 	}
-	for name, img := range map[string]string{"kairos-firmware-fw-kfwtest": "fw-kfwtest", "kairos-firmware-fw-data-tampered": "fw-data-tampered"} {
+	for name, img := range map[string]string{"kairos-firmware-fw-kfwtest": "fw-kfwtest"} {
 		d := devs[name]
 		if got, want := mounts["/run/kairos-firmware/images/"+img], d[3]+" erofs /dev/"+d[0]; got != want {
 			t.Errorf("mount of %s: %q, want %q (mountinfo:\n%s)", img, got, want, r.Blocks["applied.mountinfo"])
 		}
 	}
-	if _, ok := mounts["/run/kairos-firmware/images/fw-tree-tampered"]; ok || len(mounts) != 2 {
+	if len(mounts) != 1 {
 		t.Errorf("image mounts:\n%s", r.Blocks["applied.mountinfo"])
 	}
 
 	// The changed block: the read fails, and the kernel says why.
-	if got := r.Value("applied.tampered-read"); !strings.HasPrefix(got, "failed: ") || !strings.Contains(got, "Input/output error") {
+	if got := r.Value("changed.late-read"); !strings.HasPrefix(got, "failed: ") || !strings.Contains(got, "Input/output error") {
 		t.Errorf("reading the tampered file through dm-verity: %q", got)
 	}
 	// dm-verity names the data device as the table gives it: major:minor of the loop device.
@@ -302,8 +325,8 @@ func TestApplyMountsDDIsThroughDMVerity(t *testing.T) {
 	for _, m := range corrupted.FindAllStringSubmatch(kmsg, -1) {
 		where = append(where, m[1])
 	}
-	if len(where) == 0 || tamperedData == "" || strings.Join(where, " ") != strings.TrimSpace(strings.Repeat(tamperedData+" ", len(where))) {
-		t.Errorf("dm-verity's corruption reports name %q, want only fw-data-tampered's data device %q:\n%s", where, tamperedData, kmsg)
+	if len(where) == 0 || goodDataLoop == "" || strings.Join(where, " ") != strings.TrimSpace(strings.Repeat(goodDataLoop+" ", len(where))) {
+		t.Errorf("dm-verity's corruption reports name %q, want only fw-kfwtest's data device %q:\n%s", where, goodDataLoop, kmsg)
 	}
 
 	// Unmerge: no mount, no dm device, no loop device on the store.

@@ -34,7 +34,7 @@ func runPlan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kairos-firmware plan: %v\n", err)
 		return exitFindings
 	}
-	p := plan.Decide(in)
+	p := plan.DecideVerified(in)
 	for _, w := range p.Warnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
+	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrCorrupt is wrapped by every error that reports bytes not matching the hash tree or the
@@ -297,37 +300,75 @@ func (t *Tree) readBlock(h hash.Hash, sum []byte, blk uint64, buf []byte) error 
 }
 
 // VerifyData reads and checks every data block, as `veritysetup verify` does; it returns the
-// first *CorruptionError, or a read error.
+// *CorruptionError of the lowest-numbered block that does not match, or a read error. The
+// blocks are split into contiguous ranges hashed side by side, one per CPU: hashing is the
+// cost (about 1.1 GB/s per core with SHA-NI here, BenchmarkTreeVerifyData64MiB).
 func (t *Tree) VerifyData() error {
-	dbs := int(t.params.DataBlockSize)
-	const chunk = 1 << 20
-	per := chunk / dbs
-	if per == 0 {
-		per = 1
+	blocks := t.params.DataBlocks
+	workers := uint64(runtime.GOMAXPROCS(0))
+	// A range shorter than 1 MiB is not worth a goroutine.
+	if most := blocks * uint64(t.params.DataBlockSize) >> 20; workers > most {
+		workers = max(most, 1)
 	}
+	per := (blocks + workers - 1) / workers
+	errs := make([]error, workers)
+	// lowest is the lowest bad block found so far: a range past it stops early, one before it
+	// goes on, so the block reported does not depend on timing.
+	var lowest atomic.Uint64
+	lowest.Store(math.MaxUint64)
+	var wg sync.WaitGroup
+	for w := uint64(0); w < workers; w++ {
+		from, to := w*per, min((w+1)*per, blocks)
+		if from >= to {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = t.verifyRange(from, to, &lowest)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyRange checks data blocks from..to-1, reading 1 MiB at a time.
+func (t *Tree) verifyRange(from, to uint64, lowest *atomic.Uint64) error {
+	dbs := uint64(t.params.DataBlockSize)
+	per := max((1<<20)/dbs, 1)
 	buf := make([]byte, per*dbs)
 	h := t.hasher()
 	defer t.hashers.Put(h)
 	var sum [digestSize]byte
-	for blk := uint64(0); blk < t.params.DataBlocks; {
-		n := uint64(per)
-		if rest := t.params.DataBlocks - blk; rest < n {
-			n = rest
-		}
-		b := buf[:n*uint64(dbs)]
-		off := int64(blk) * int64(dbs)
+	for blk := from; blk < to && blk < lowest.Load(); {
+		n := min(per, to-blk)
+		b := buf[:n*dbs]
+		off := int64(blk * dbs)
 		if err := readFull(t.data, b, off); err != nil {
+			lower(lowest, blk)
 			return fmt.Errorf("data partition: %d bytes at %d: %w", len(b), off, err)
 		}
 		for i := uint64(0); i < n; i++ {
-			s := t.sum(h, sum[:0], b[i*uint64(dbs):(i+1)*uint64(dbs)])
+			s := t.sum(h, sum[:0], b[i*dbs:(i+1)*dbs])
 			if want := t.leaf(blk + i); subtle.ConstantTimeCompare(s, want) != 1 {
-				return &CorruptionError{Block: blk + i, Offset: off + int64(i)*int64(dbs), Want: append([]byte(nil), want...), Got: append([]byte(nil), s...)}
+				lower(lowest, blk+i)
+				return &CorruptionError{Block: blk + i, Offset: off + int64(i*dbs), Want: append([]byte(nil), want...), Got: append([]byte(nil), s...)}
 			}
 		}
 		blk += n
 	}
 	return nil
+}
+
+// lower sets lowest to blk if blk is lower.
+func lower(lowest *atomic.Uint64, blk uint64) {
+	for cur := lowest.Load(); blk < cur && !lowest.CompareAndSwap(cur, blk); cur = lowest.Load() {
+	}
 }
 
 // readFull fills b from r at off. A short read is an error (io.ErrUnexpectedEOF when the input

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,6 +205,32 @@ func TestTamperedData(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTamperedDataLowestBlock: VerifyData hashes ranges side by side; with several blocks
+// changed in different ranges it still reports the lowest one, whatever the timing.
+func TestTamperedDataLowestBlock(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	const blocks = 4 * 512 // 8 MiB of 4 KiB blocks: four ranges of 2 MiB
+	data := randomBytes(t, blocks*4096)
+	dev, root := formatTree(t, data, 4096, 4096, randomBytes(t, 32))
+	for _, bad := range [][]int{{3 * 512 * 4096}, {2*512*4096 + 5, blocks*4096 - 1}, {600 * 4096, 1500 * 4096, 10}} {
+		changed := data
+		for _, at := range bad {
+			changed = flip(changed, at)
+		}
+		want := uint64(slices.Min(bad) / 4096)
+		for range 5 {
+			tr, err := Open(bytes.NewReader(changed), int64(len(changed)), bytes.NewReader(dev), int64(len(dev)), root, SourceCaller)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			var ce *CorruptionError
+			if err := tr.VerifyData(); !errors.As(err, &ce) || ce.Block != want {
+				t.Fatalf("changed bytes at %v: VerifyData: %v, want corruption of block %d", bad, err, want)
+			}
+		}
 	}
 }
 

@@ -133,7 +133,7 @@ func Run(opts Options) (res *Result) {
 		return finish(opts, res, log, started)
 	}
 	t1 := ops.Now()
-	p := plan.Decide(in)
+	p := plan.DecideVerified(in)
 	res.Plan = p
 	rep.Timings.GatherMS, rep.Timings.PlanMS = ms(t1.Sub(t0)), ms(ops.Now().Sub(t1))
 	rep.KernelRelease, rep.BootState = p.KernelRelease, string(p.BootState)

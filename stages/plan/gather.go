@@ -62,6 +62,7 @@ func Gather(opts Options) (Input, error) {
 	}
 	in.Stores = StoreDirs(in.BootState, cfg.Stores)
 	images, rejected := scanStores(target, in.Stores)
+	in.ImageRoot = target
 	in.Images, in.Rejected = admitImages(opts.Root, target, images, rejected, cfg, &in.Warnings)
 	d := <-done
 	if d.err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/kairos-io/kairos-firmware/config"
+	"github.com/kairos-io/kairos-firmware/hostfs"
 	"github.com/kairos-io/kairos-firmware/hwmatch"
 	"github.com/kairos-io/kairos-firmware/manifests"
 )
@@ -32,6 +33,8 @@ type Input struct {
 	Images []*manifests.Image
 	// Rejected are store entries that cannot be used, with the reason.
 	Rejected []manifests.Rejected
+	// ImageRoot is the root Images are read from (the target root), for DecideVerified.
+	ImageRoot *hostfs.Root
 	// Present reports where the running kernel would already find a firmware file ("" when it
 	// would not): firmware present on the system is not a reason to select an image.
 	Present func(name string) string

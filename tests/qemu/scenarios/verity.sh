@@ -3,10 +3,13 @@
 # root-verity + root-verity-sig) in the Kairos store, under firmware.signatures: required. The
 # real root is on /dev/vda (ext4); tests/qemu_verity_test.go put there, enabled for the active
 # boot:
-#   fw-kfwtest        both kfwtest firmware files (auto selects it)
+#   fw-kfwtest        both kfwtest firmware files and late.bin (auto selects it)
 #   fw-tree-tampered  one byte of its hash tree flipped (a rule selects it)
 #   fw-data-tampered  one byte of a firmware file flipped inside its erofs data partition, the
 #                     hash tree and signature left as they were (a rule selects it)
+#   fw-meta-tampered  one byte of its erofs superblock flipped (a rule selects it)
+# After the merge the scenario changes a byte of fw-kfwtest's late.bin in the store, at the
+# offset /kfw/verity/late-offset gives: dm-verity must refuse that block when it is read.
 # The signing certificate comes as /kfw/verity/db.crt; it goes to /run/verity.d, where immucore
 # puts the Secure Boot db certificates. There is no udev, no dmsetup, no veritysetup: what
 # device-mapper made is read from sysfs and /proc/self/mountinfo.
@@ -53,12 +56,15 @@ kfw_result applied.dm-verity "$(present /sys/module/dm_verity)"
 dm_devices applied
 # "MAJ:MIN MOUNTPOINT FSTYPE SOURCE" of the image mounts (the fields after the "-" separator).
 kfw_block applied.mountinfo awk '$5 ~ "^/run/kairos-firmware/images/" { for (i = 7; i < NF; i++) if ($i == "-") { print $3, $5, $(i + 1), $(i + 2); break } }' /proc/self/mountinfo
-# Reads through the verity devices: the good image's file, then the tampered block.
+# Reads through the verity device: the good image's file; then late.bin, after a byte of it
+# changed in the store under the merged image (buffered loop I/O reads the backing file's page
+# cache, so the change is what the loop device serves).
 kfw_result applied.good-read "$(wc -c </run/kairos-firmware/images/fw-kfwtest/usr/lib/firmware/kfwtest/edu.bin)"
-if cat /run/kairos-firmware/images/fw-data-tampered/usr/lib/firmware/kfwtest/tampered.bin >/dev/null 2>/tmp/read.err; then
-	kfw_result applied.tampered-read ok
+printf X | dd of=/sysroot/var/lib/kairos/extensions/fw-kfwtest.sysext.raw bs=1 seek="$(cat /kfw/verity/late-offset)" conv=notrunc 2>/dev/null
+if cat /run/kairos-firmware/images/fw-kfwtest/usr/lib/firmware/kfwtest/late.bin >/dev/null 2>/tmp/read.err; then
+	kfw_result changed.late-read ok
 else
-	kfw_result applied.tampered-read "failed: $(cat /tmp/read.err)"
+	kfw_result changed.late-read "failed: $(cat /tmp/read.err)"
 fi
 kfw_kmsg_grep "device-mapper:" | while read -r line; do kfw_result applied.kmsg "$line"; done
 
