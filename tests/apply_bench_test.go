@@ -83,6 +83,10 @@ func benchInPrivateNS(b *testing.B, tools ...string) bool {
 	if flagValue("test.benchmem", "false") == "true" {
 		args = append(args, "-test.benchmem")
 	}
+	// -cpuprofile F profiles the child too, into F.child: the parent only waits for it.
+	if prof := flagValue("test.cpuprofile", ""); prof != "" {
+		args = append(args, "-test.cpuprofile="+prof+".child")
+	}
 	var out []byte
 	for b.Loop() {
 		if out != nil {

@@ -170,9 +170,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(crashEnv); spec != "" {
 		os.Exit(crashHelper(spec))
 	}
-	// RunDir is on a tmpfs (/run) in production. The journal renames state.json over itself
-	// at every step, and on ext4 such a rename flushes the file's data (auto_da_alloc), which
-	// makes the crash tests ten times slower than on a tmpfs: use one when there is one.
+	// RunDir is on a tmpfs (/run) in production. Merge renames state.json over itself, and on
+	// ext4 such a rename flushes the file's data (auto_da_alloc), which makes the crash tests
+	// slower than on a tmpfs: use one when there is one.
 	var shm string
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && os.Getenv("TMPDIR") == "" {
 		if dir, err := os.MkdirTemp("/dev/shm", "merge-test-"); err == nil {

@@ -1,7 +1,9 @@
 package merge
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -12,9 +14,9 @@ import (
 	"github.com/kairos-io/kairos-firmware/stages/sysops"
 )
 
-// journal makes side effects, each recorded in the State and saved before it is made
-// (write-ahead), so that state.json always lists everything that may exist. With dry set it
-// only records.
+// journal makes side effects, each recorded in the State and appended to the journal file
+// before it is made (write-ahead) and again after, so that state.json and the journal file
+// always list everything that may exist. With dry set it only records.
 type journal struct {
 	root *hostfs.Root
 	ops  sysops.Ops
@@ -24,6 +26,39 @@ type journal struct {
 	made map[string]bool
 	// err is the first failure to save the journal: nothing more may be done after it.
 	err error
+	// file is the journal file, open for appending while Merge runs.
+	file *os.File
+}
+
+// open creates (or empties) the journal file; state.json names it only after this.
+func (j *journal) open() error {
+	f, err := j.root.FS.OpenFile(path.Join(j.st.RunDir, journalFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("merge journal: %w", err)
+	}
+	j.file = f
+	return nil
+}
+
+// close closes the journal file.
+func (j *journal) close() {
+	if j.file != nil {
+		j.file.Close()
+		j.file = nil
+	}
+}
+
+// append writes action i as one line, in one write(2) on a file opened O_APPEND: a reader
+// sees whole lines, and a crash leaves at most the last one cut short.
+func (j *journal) append(i int) error {
+	line, err := json.Marshal(journalLine{N: i, Action: j.st.Actions[i]})
+	if err == nil {
+		_, err = j.file.Write(append(line, '\n'))
+	}
+	if err != nil {
+		return fmt.Errorf("merge journal: %w", err)
+	}
+	return nil
 }
 
 // act records a, saves the State, and runs do. The returned error is do's (or the save's).
@@ -38,7 +73,7 @@ func (j *journal) act(a Action, do func(a *Action) error) error {
 		j.st.Actions = j.st.Actions[:i]
 		return j.err
 	}
-	if err := j.st.save(j.root); err != nil {
+	if err := j.append(i); err != nil {
 		j.st.Actions = j.st.Actions[:i]
 		j.err = err
 		return err
@@ -46,10 +81,17 @@ func (j *journal) act(a Action, do func(a *Action) error) error {
 	err := do(&j.st.Actions[i])
 	if err != nil {
 		j.st.Actions[i].Error = err.Error()
-		return err
+	} else {
+		j.st.Actions[i].Done = true
 	}
-	j.st.Actions[i].Done = true
-	return nil
+	// The outcome, and what the kernel named (a loop device, a dm node), for a crash later.
+	if aerr := j.append(i); aerr != nil {
+		j.err = aerr
+		if err == nil {
+			err = aerr
+		}
+	}
+	return err
 }
 
 // exists reports whether p (under the root) exists. A dry run counts what it made, and

@@ -83,7 +83,7 @@ func Merge(root *hostfs.Root, ops sysops.Ops, images []*manifests.Image, opts Op
 			if old.Complete && sameRequest(old, m.st) && m.intact(old) {
 				return old, nil
 			}
-			m.previousFirmwarePath = old.Firmware.Previous
+			m.previousFirmwarePath = old.previousFirmwarePath()
 			// What cannot be undone (a mount of someone else's stacked on one of ours) stays
 			// in the new journal, for the next Unmerge to try again; the new merge goes on
 			// around it.
@@ -116,6 +116,13 @@ func Merge(root *hostfs.Root, ops sysops.Ops, images []*manifests.Image, opts Op
 // run makes the merge, step by step; it stops only when the journal cannot be saved.
 func (m *merger) run() error {
 	if !m.j.dry {
+		// The journal file exists, empty, before state.json names it: what a State names is
+		// never a leftover of an earlier merge.
+		if err := m.j.open(); err != nil {
+			return err
+		}
+		defer m.j.close()
+		m.st.Journal = journalFile
 		if err := m.st.save(m.root); err != nil {
 			return err
 		}
@@ -165,8 +172,15 @@ func (m *merger) run() error {
 	if m.j.dry {
 		return nil
 	}
-	m.st.Complete = true
-	return m.st.save(m.root)
+	m.st.Complete, m.st.Journal = true, ""
+	if err := m.st.save(m.root); err != nil {
+		m.st.Journal = journalFile // still the journal of record
+		return err
+	}
+	// state.json lists every action now.
+	m.j.close()
+	_ = m.root.FS.Remove(path.Join(m.o.RunDir, journalFile))
+	return nil
 }
 
 // layersOf returns the mounted images that populate h, newest version first: the order of an

@@ -68,9 +68,13 @@ func undo(root *hostfs.Root, ops sysops.Ops, st *State, o Options) ([]Action, er
 	}
 	if len(problems) > 0 {
 		slices.Reverse(kept)
-		st.Actions, st.Complete = kept, false
+		journal := st.Journal
+		st.Actions, st.Complete, st.Journal = kept, false, ""
 		if err := st.save(root); err != nil {
+			st.Journal = journal
 			problems = append(problems, err.Error())
+		} else if journal != "" {
+			_ = root.FS.Remove(path.Join(st.RunDir, journal))
 		}
 		return kept, fmt.Errorf("unmerge: %s", strings.Join(problems, "; "))
 	}
