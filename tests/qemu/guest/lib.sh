@@ -108,3 +108,41 @@ kfw_kfwtest_drivers() {
 	kfw_result "$1.edu-driver" "$(kfw_driver pci "$edu")"
 	kfw_result "$1.usb-intf-driver" "$(kfw_driver usb "$intf")"
 }
+
+# kfw_fw_loaded BUS DEVICE: print the device's kfwtest fw_loaded attribute (1: its probe loaded
+# the firmware, 0: bound without it), or "none" when it has none (no kfwtest driver bound).
+kfw_fw_loaded() {
+	cat "/sys/bus/$1/devices/$2/fw_loaded" 2>/dev/null || echo none
+}
+
+# kfw_sysfs_ino BUS DEVICE: print the inode number of the device's sysfs directory, or "absent".
+# kernfs numbers each node it creates anew, so a different number means the kernel deleted the
+# struct device and made a new one (PCI remove + rescan, a USB configuration set again).
+kfw_sysfs_ino() {
+	stat -L -c %i "/sys/bus/$1/devices/$2" 2>/dev/null || echo absent
+}
+
+# kfw_kfwtest_state PHASE: kfw_kfwtest_drivers, plus PHASE.edu-fw_loaded,
+# PHASE.usb-intf-fw_loaded, PHASE.edu-ino and PHASE.usb-intf-ino (kfw_sysfs_ino).
+kfw_kfwtest_state() {
+	kfw_kfwtest_drivers "$1"
+	kfw_result "$1.edu-fw_loaded" "$(kfw_fw_loaded pci "$edu")"
+	kfw_result "$1.usb-intf-fw_loaded" "$(kfw_fw_loaded usb "$intf")"
+	kfw_result "$1.edu-ino" "$(kfw_sysfs_ino pci "$edu")"
+	kfw_result "$1.usb-intf-ino" "$(kfw_sysfs_ino usb "$intf")"
+}
+
+# kfw_kmsg_mark: print how many lines the kernel log has now, for kfw_kmsg_grep_since.
+kfw_kmsg_mark() {
+	dmesg | wc -l
+}
+
+# kfw_kmsg_grep_since MARK TEXT...: the kernel log lines logged after kfw_kmsg_mark printed MARK
+# that contain any TEXT (fixed strings), in the log's order, without their timestamps. The rig's
+# log is far from filling the ring buffer, so line numbers hold.
+kfw_kmsg_grep_since() {
+	local mark=$1
+	shift
+	printf '%s\n' "$@" >/tmp/kfw-kmsg.patterns
+	dmesg | tail -n "+$((mark + 1))" | grep -F -f /tmp/kfw-kmsg.patterns | sed 's/^\[[ 0-9.]*\] //'
+}
