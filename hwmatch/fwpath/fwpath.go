@@ -4,6 +4,7 @@ package fwpath
 import (
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
 )
@@ -28,6 +29,12 @@ type Search struct {
 	// Compression says which compressed variants the kernel reads ("zst", "xz"), from the
 	// kernel config when the root has it; nil means unknown, and every variant counts.
 	Compression map[string]bool
+
+	mu sync.Mutex
+	// dirs caches whether a directory exists: a firmware name's directory is looked up once
+	// per search directory rather than once per name and suffix (most of a machine's
+	// declared firmware is missing, BenchmarkApplyHost).
+	dirs map[string]bool
 }
 
 // New returns the search path the kernel release would use under root.
@@ -85,12 +92,32 @@ func (s *Search) Find(name string) string {
 		}
 		for _, dir := range s.Dirs {
 			p := path.Join(dir, name+suffix)
+			if !s.isDir(path.Dir(p)) {
+				continue
+			}
 			if info, err := s.root.FS.Stat(p); err == nil && info.Mode().IsRegular() {
 				return p
 			}
 		}
 	}
 	return ""
+}
+
+// isDir says whether dir exists and is a directory (symlinks followed, as the kernel's
+// lookup follows them), caching the answer.
+func (s *Search) isDir(dir string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ok, seen := s.dirs[dir]
+	if !seen {
+		info, err := s.root.FS.Stat(dir)
+		ok = err == nil && info.IsDir()
+		if s.dirs == nil {
+			s.dirs = map[string]bool{}
+		}
+		s.dirs[dir] = ok
+	}
+	return ok
 }
 
 func containsDotDot(name string) bool {
