@@ -68,7 +68,7 @@ func escalationDevices(t *testing.T, r *qemu.Result) map[string]report.Device {
 		out[d.Device] = d
 	}
 	if !slices.EqualFunc(rep.Devices, written.Devices, func(a, b report.Device) bool {
-		return a.Device == b.Device && a.Outcome == b.Outcome && a.Method == b.Method && a.Attempts == b.Attempts
+		return a.Device == b.Device && a.Outcome == b.Outcome && a.Method == b.Method && slices.Equal(a.Tried, b.Tried) && a.Attempts == b.Attempts
 	}) {
 		t.Errorf("report.json's devices %+v differ from apply's output %+v", written.Devices, rep.Devices)
 	}
@@ -169,12 +169,16 @@ func TestReprobeEscalation(t *testing.T) {
 				edu, p[edu], intf, p[intf], r.Blocks["dry-run"])
 		}
 
-		// The report has no list of the methods tried: two attempts, the plan's order
-		// (drivers_probe, then the fallback), and the fallback as the method that bound.
+		// The report: drivers_probe tried first and refused (-EIO), then the fallback bound it.
 		devs := escalationDevices(t, r)
 		for dev, want := range map[string][2]string{edu: {plan.MethodPCIRescan, "kfwtest_edu"}, intf: {plan.MethodUSBReenumerate, "kfwtest_rtw"}} {
-			if d := devs[dev]; d.Outcome != report.DeviceBound || d.Method != want[0] || d.Attempts != 2 || d.Driver != want[1] || len(d.FirmwareFailed) != 0 {
-				t.Errorf("report for %s: %+v, want bound to %s by %s in 2 attempts", dev, d, want[1], want[0])
+			d := devs[dev]
+			if d.Outcome != report.DeviceBound || d.Method != want[0] || d.Attempts != 2 || d.Driver != want[1] || len(d.FirmwareFailed) != 0 ||
+				!slices.Equal(d.Tried, []string{plan.MethodDriversProbe, want[0]}) {
+				t.Errorf("report for %s: %+v, want bound to %s by drivers_probe then %s", dev, d, want[1], want[0])
+			}
+			if !strings.Contains(d.Reason, "(before: drivers_probe: probe with driver "+want[1]+" failed with error -5") {
+				t.Errorf("report for %s: reason %q does not say why drivers_probe failed", dev, d.Reason)
 			}
 		}
 		// The kernel's side: the first attempt (drivers_probe) probed the same struct device,

@@ -183,7 +183,7 @@ func Run(opts Options) (res *Result) {
 		results := reprobe.Run(opts.Root, ops, p.Devices, p.Reprobe, p.Config.Reprobe, ropts)
 		for _, r := range results {
 			rep.Devices = append(rep.Devices, report.Device{Device: r.Device, Bus: r.Bus, Outcome: string(r.Outcome), Reason: r.Reason,
-				Method: r.Method, Attempts: r.Attempts, Driver: r.Driver, DurationMS: ms(r.Duration), FirmwareFailed: r.FirmwareFailed})
+				Method: r.Method, Tried: r.Tried, Attempts: r.Attempts, Driver: r.Driver, DurationMS: ms(r.Duration), FirmwareFailed: r.FirmwareFailed})
 			switch r.Outcome {
 			case reprobe.OutcomeBound:
 				log.Printf("device %s (%s): bound to %s by %s after %d attempt(s)", r.Device, r.Bus, r.Driver, r.Method, r.Attempts)

@@ -73,13 +73,15 @@ const (
 
 // Device is one re-probed (or skipped) device.
 type Device struct {
-	Device   string `json:"device"`
-	Bus      string `json:"bus"`
-	Outcome  string `json:"outcome"`
-	Reason   string `json:"reason,omitempty"`
-	Method   string `json:"method,omitempty"`
-	Attempts int    `json:"attempts"`
-	Driver   string `json:"driver,omitempty"`
+	Device  string `json:"device"`
+	Bus     string `json:"bus"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
+	// Method is the method of the last attempt; Tried lists every attempt's, in order.
+	Method   string   `json:"method,omitempty"`
+	Tried    []string `json:"tried,omitempty"`
+	Attempts int      `json:"attempts"`
+	Driver   string   `json:"driver,omitempty"`
 	// DurationMS is the time spent re-probing this device.
 	DurationMS     int64    `json:"duration_ms"`
 	FirmwareFailed []string `json:"firmware_failed,omitempty"`

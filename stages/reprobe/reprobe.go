@@ -173,6 +173,8 @@ func (r *runner) device(item plan.Reprobe) Result {
 		return finish(OutcomeBound, fmt.Sprintf("already bound to %s before any attempt", drv))
 	}
 
+	// earlier says why the attempts before the last one failed, for the reason of a bound device.
+	var earlier []string
 	for n := 0; n < r.cfg.Attempts; n++ {
 		method := methods[min(n, len(methods)-1)]
 		res.Attempts++
@@ -186,14 +188,18 @@ func (r *runner) device(item plan.Reprobe) Result {
 		}
 		res.Driver = a.driver
 		if a.driver != "" {
+			reason := fmt.Sprintf("bound to %s by %s", a.driver, method)
 			if len(a.firmwareFailed) > 0 {
 				// Degraded (r8169 without rtl_nic), or a driver that tries several names and
 				// loaded another one the log does not mention (mainline logs no successful load).
-				return finish(OutcomeBound, fmt.Sprintf("bound to %s by %s; %s failed to load: the driver runs without it or loaded another file",
-					a.driver, method, strings.Join(a.firmwareFailed, ", ")))
+				reason += fmt.Sprintf("; %s failed to load: the driver runs without it or loaded another file", strings.Join(a.firmwareFailed, ", "))
 			}
-			return finish(OutcomeBound, fmt.Sprintf("bound to %s by %s", a.driver, method))
+			if len(earlier) > 0 {
+				reason += " (before: " + strings.Join(earlier, "; ") + ")"
+			}
+			return finish(OutcomeBound, reason)
 		}
+		earlier = append(earlier, method+": "+a.note)
 		notes = append(notes, method+": "+a.note)
 		// The same file failing twice means the kernel still cannot see it; a stronger
 		// method reloads the driver the same way and would only repeat the failure.

@@ -101,7 +101,7 @@ func TestUSBReenumerateAfterDriversProbe(t *testing.T) {
 		"write /sys/bus/usb/drivers/usb/unbind 1-4",
 		"write /sys/bus/usb/drivers/usb/bind 1-4")
 	checkResult(t, res, Result{Device: "1-4:1.0", Bus: "usb", Outcome: OutcomeBound,
-		Reason: "bound to rtw_8821au by usb-reenumerate", Method: plan.MethodUSBReenumerate,
+		Reason: "bound to rtw_8821au by usb-reenumerate (before: drivers_probe: no driver bound within 10s)", Method: plan.MethodUSBReenumerate,
 		Tried:    []string{plan.MethodDriversProbe, plan.MethodUSBReenumerate},
 		Attempts: 2, Driver: "rtw_8821au", Duration: 10 * time.Second, FirmwareFailed: []string{}})
 }
@@ -130,7 +130,7 @@ func TestPCIRescan(t *testing.T) {
 		"write /sys/bus/pci/devices/0000:00:03.0/remove 1",
 		"write /sys/bus/pci/rescan 1")
 	checkResult(t, res, Result{Device: "0000:00:03.0", Bus: "pci", Outcome: OutcomeBound,
-		Reason: "bound to kfwtest by pci-rescan", Method: plan.MethodPCIRescan,
+		Reason: "bound to kfwtest by pci-rescan (before: drivers_probe: no driver bound within 2s)", Method: plan.MethodPCIRescan,
 		Tried:    []string{plan.MethodDriversProbe, plan.MethodPCIRescan},
 		Attempts: 2, Driver: "kfwtest", Duration: 2 * time.Second, FirmwareFailed: []string{}})
 }
