@@ -23,7 +23,7 @@ func cause(err error) error {
 
 // readTrimmed reads a one-line sysfs attribute.
 func readTrimmed(root *hostfs.Root, p string) (string, error) {
-	data, err := root.FS.ReadFile(p)
+	data, err := root.ReadAttr(p)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", root.Real(p), cause(err))
 	}

@@ -83,9 +83,12 @@ func benchInPrivateNS(b *testing.B, tools ...string) bool {
 	if flagValue("test.benchmem", "false") == "true" {
 		args = append(args, "-test.benchmem")
 	}
-	// -cpuprofile F profiles the child too, into F.child: the parent only waits for it.
-	if prof := flagValue("test.cpuprofile", ""); prof != "" {
-		args = append(args, "-test.cpuprofile="+prof+".child")
+	// -cpuprofile F and -memprofile F profile the child too, into F.child: the parent only
+	// waits for it.
+	for _, prof := range []string{"cpuprofile", "memprofile"} {
+		if file := flagValue("test."+prof, ""); file != "" {
+			args = append(args, "-test."+prof+"="+file+".child")
+		}
 	}
 	var out []byte
 	for b.Loop() {
