@@ -3,6 +3,8 @@ package hwmatch
 import (
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -90,16 +92,22 @@ func Detect(opts Options) (*Inventory, error) {
 	inv.Warnings = append(append(inv.Warnings, pciWarn...), usbWarn...)
 	inv.Devices = append(pciDevs, usbDevs...)
 
-	var resolved map[string][]string
+	var resolved, specific map[string][]string
 	if inv.Kernel != nil {
 		modaliases := make([]string, 0, len(inv.Devices))
 		for _, d := range inv.Devices {
 			modaliases = append(modaliases, d.Modalias)
 		}
-		resolved = inv.Kernel.Resolve(modaliases)
+		resolved, specific = inv.Kernel.ResolveSpecific(modaliases)
 	}
 	for _, d := range inv.Devices {
-		inv.resolve(d, resolved[d.Modalias])
+		if d.Driver != "" {
+			// The bound driver's module (drivers/base/module.c module_add_driver makes the
+			// link, for built-in drivers too). Recorded machines may lack it: then the
+			// driver's own name stands for its module.
+			d.driverModule = linkBase(opts.Root, path.Join("/sys/bus", d.Bus, "devices", d.ID, "driver", "module"))
+		}
+		inv.resolve(d, resolved[d.Modalias], specific[d.Modalias])
 	}
 	if inv.Kernel != nil {
 		inv.Warnings = append(inv.Warnings, inv.Kernel.Warnings...)
@@ -107,11 +115,15 @@ func Detect(opts Options) (*Inventory, error) {
 	return inv, nil
 }
 
-// resolve fills a device's modules, firmware, kernel-log findings and status.
-func (inv *Inventory) resolve(d *Device, modules []string) {
+// resolve fills a device's modules, firmware, drivers, kernel-log findings and status.
+// specific are the modules whose alias names the device's product (kmod.NamesProduct).
+func (inv *Inventory) resolve(d *Device, modules, specific []string) {
 	d.Modules, d.Firmware, d.FirmwareFailed = []string{}, []string{}, []string{}
+	d.Drivers, d.Needs = []string{}, []string{}
 	if inv.Kernel != nil && d.Modalias != "" {
 		d.Modules = append(d.Modules, modules...)
+		d.Drivers = drivers(d, specific)
+		declared := make(map[string][]string)
 		seen := make(map[string]bool)
 		for _, m := range d.Modules {
 			fw, err := inv.Kernel.Firmware(m)
@@ -119,10 +131,20 @@ func (inv *Inventory) resolve(d *Device, modules []string) {
 				d.Warnings = append(d.Warnings, err.Error())
 				continue
 			}
+			declared[m] = fw
 			for _, name := range fw {
 				if !seen[name] {
 					seen[name] = true
 					d.Firmware = append(d.Firmware, name)
+				}
+			}
+		}
+		needed := make(map[string]bool)
+		for _, m := range d.Drivers {
+			for _, name := range declared[m] {
+				if !needed[name] {
+					needed[name] = true
+					d.Needs = append(d.Needs, name)
 				}
 			}
 		}
@@ -133,6 +155,29 @@ func (inv *Inventory) resolve(d *Device, modules []string) {
 		d.ProbeFailed, d.ProbeError = s.ProbeFailed, s.ProbeErrno
 	}
 	d.Status = status(d)
+}
+
+// drivers picks, among a device's modules, those expected to drive it, whose firmware it needs:
+//   - a bound device: the module of its driver, and none when that driver is not one of the
+//     modules (an out-of-tree driver such as nvidia's: nouveau's firmware is of no use then);
+//   - otherwise the modules whose alias names the device's product when there are some: a
+//     catch-all entry (amdgpu's PCI_ANY_ID one, which matches every AMD display controller
+//     and gives up on those it does not know) is not the driver of a device another module
+//     lists by its id (radeon for a Radeon HD 6670, ghw's recorded machine 61797caf);
+//   - otherwise every module that matches.
+func drivers(d *Device, specific []string) []string {
+	if d.Driver != "" {
+		for _, name := range []string{d.driverModule, d.Driver} {
+			if name = strings.ReplaceAll(name, "-", "_"); slices.Contains(d.Modules, name) {
+				return []string{name}
+			}
+		}
+		return []string{}
+	}
+	if len(specific) > 0 {
+		return append([]string{}, specific...)
+	}
+	return append([]string{}, d.Modules...)
 }
 
 func status(d *Device) Status {

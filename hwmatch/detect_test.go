@@ -60,6 +60,7 @@ func TestDetectSpikeMachine(t *testing.T) {
 		Parent:    "1-4",
 		SysfsPath: "/sys/devices/pci0000:00/0000:00:05.0/usb1/1-4/1-4:1.0",
 		Modules:   []string{"rtw88_8821au"}, Firmware: []string{},
+		Drivers: []string{"rtw88_8821au"}, Needs: []string{},
 		FirmwareFailed: []string{"rtw88/rtw8821a_fw.bin"}, ProbeFailed: true, ProbeError: -22,
 		Status: StatusFailedFirmware,
 		// rtw88_8821au.ko is not in this tree: its declared firmware cannot be read.
@@ -166,5 +167,27 @@ func TestKernelReleaseFromRoot(t *testing.T) {
 	}
 	if inv.KernelRelease != fakesys.Release || inv.Kernel == nil {
 		t.Errorf("kernel release %q, kernel %v", inv.KernelRelease, inv.Kernel)
+	}
+}
+
+// TestDrivers: which matching modules count as the device's drivers, whose firmware it needs.
+func TestDrivers(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		d              Device
+		specific, want []string
+	}{
+		{"bound, module from sysfs", Device{Driver: "rtw_8821au", driverModule: "rtw88_8821au", Modules: []string{"rtw88_8821au"}}, nil, []string{"rtw88_8821au"}},
+		{"bound, the driver's name is its module's", Device{Driver: "r8169", Modules: []string{"r8169"}}, []string{"r8169"}, []string{"r8169"}},
+		{"bound, dashes and underscores alike", Device{Driver: "snd-hda-intel", Modules: []string{"snd_hda_intel"}}, nil, []string{"snd_hda_intel"}},
+		{"bound to a driver no module provides", Device{Driver: "nvidia", Modules: []string{"nouveau"}}, nil, []string{}},
+		{"bound to one of two", Device{Driver: "radeon", Modules: []string{"amdgpu", "radeon"}}, []string{"radeon"}, []string{"radeon"}},
+		{"unbound, a catch-all and a specific driver", Device{Modules: []string{"amdgpu", "radeon"}}, []string{"radeon"}, []string{"radeon"}},
+		{"unbound, both name the product", Device{Modules: []string{"amdgpu", "radeon"}}, []string{"amdgpu", "radeon"}, []string{"amdgpu", "radeon"}},
+		{"unbound, only catch-alls", Device{Modules: []string{"nouveau"}}, nil, []string{"nouveau"}},
+	} {
+		if got := drivers(&c.d, c.specific); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -36,12 +36,22 @@ type Device struct {
 	// SysfsPath is the device's directory under /sys/devices, as seen under the root.
 	SysfsPath string `json:"sysfs_path"`
 
-	Modules        []string `json:"modules"`
-	Firmware       []string `json:"firmware"`
+	// Modules are the modules whose alias matches the device, as `modprobe -R` lists them,
+	// and Firmware the names they declare (MODULE_FIRMWARE).
+	Modules  []string `json:"modules"`
+	Firmware []string `json:"firmware"`
+	// Drivers are the modules among Modules expected to drive the device (the bound driver's;
+	// else those naming its product id; else all), and Needs the firmware they declare: what
+	// the plan selects automatically (docs/detect.md, "Drivers").
+	Drivers        []string `json:"drivers"`
+	Needs          []string `json:"needs"`
 	FirmwareFailed []string `json:"firmware_failed"`
 	ProbeFailed    bool     `json:"probe_failed"`
 	ProbeError     int      `json:"probe_error,omitempty"`
 	Status         Status   `json:"status"`
 	// Warnings are problems reading this device; the rest of the inventory is unaffected.
 	Warnings []string `json:"warnings,omitempty"`
+
+	// driverModule is the module the bound driver belongs to, from sysfs.
+	driverModule string
 }

@@ -229,9 +229,18 @@ func TestSplitDebianKernelServesRecordedMachines(t *testing.T) {
 			root := unpackMachine(t, snap)
 			storeAll(t, root, out, c)
 			p := machinePlan(t, root)
+			// The images of the modules expected to drive each device (hwmatch's Drivers):
+			// radeon alone for ghw's Radeon HD 6670 machine, which amdgpu's catch-all also
+			// matches, and none for the Tesla P100 bound to nvidia's own driver.
 			want := map[string]bool{}
 			for _, d := range p.Devices {
-				for _, m := range d.Modules {
+				switch {
+				case d.Vendor == "1002" && d.Product == "6758" && !reflect.DeepEqual(d.Drivers, []string{"radeon"}):
+					t.Errorf("%s (Radeon HD 6670): drivers %v, want radeon alone (modules %v)", d.ID, d.Drivers, d.Modules)
+				case d.Driver == "nvidia" && len(d.Drivers) != 0:
+					t.Errorf("%s (bound to nvidia): drivers %v, want none", d.ID, d.Drivers)
+				}
+				for _, m := range d.Drivers {
 					for _, n := range declared[m] {
 						if img, ok := imageOf[n]; ok {
 							want[img] = true
@@ -247,7 +256,7 @@ func TestSplitDebianKernelServesRecordedMachines(t *testing.T) {
 				}
 			}
 			if !reflect.DeepEqual(got, want) {
-				t.Errorf("selected %v, want the images of the devices' modules %v", sortedSet(got), sortedSet(want))
+				t.Errorf("selected %v, want the images of the devices' drivers %v", sortedSet(got), sortedSet(want))
 			}
 			if len(p.Rejected) > 0 || len(p.Unresolved) > 0 {
 				t.Errorf("rejected %+v, unresolved %v", p.Rejected, p.Unresolved)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
@@ -73,6 +74,14 @@ func printInventory(w io.Writer, inv *hwmatch.Inventory) {
 		}
 		if len(d.Firmware) > 0 {
 			fmt.Fprintf(w, "\tFirmware declared (%d): %s\n", len(d.Firmware), abbreviate(d.Firmware, 4))
+		}
+		// Only when not every matching module counts (docs/detect.md, "drivers").
+		if !slices.Equal(d.Drivers, d.Modules) {
+			drivers := strings.Join(d.Drivers, ", ")
+			if drivers == "" {
+				drivers = "none of them"
+			}
+			fmt.Fprintf(w, "\tExpected to drive it: %s (firmware needed: %d)\n", drivers, len(d.Needs))
 		}
 		if len(d.FirmwareFailed) > 0 {
 			fmt.Fprintf(w, "\tFirmware failed to load: %s\n", strings.Join(d.FirmwareFailed, ", "))

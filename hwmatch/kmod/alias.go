@@ -29,17 +29,38 @@ func (x *aliasIndex) add(pattern, module string) {
 	x.byPrefix[prefix] = append(x.byPrefix[prefix], aliasEntry{pattern: pattern, module: module})
 }
 
-// lookup returns the sorted, de-duplicated modules whose pattern matches modalias.
-func (x *aliasIndex) lookup(modalias string) []string {
-	var found []string
+// lookup returns the sorted, de-duplicated modules whose pattern matches modalias, and those
+// of them matching through a pattern that names the product (NamesProduct).
+func (x *aliasIndex) lookup(modalias string) (found, specific []string) {
 	for n := 0; n <= len(modalias); n++ {
 		for _, e := range x.byPrefix[modalias[:n]] {
 			if Match(e.pattern, modalias) {
 				found = append(found, e.module)
+				if NamesProduct(e.pattern) {
+					specific = append(specific, e.module)
+				}
 			}
 		}
 	}
-	return sortUnique(found)
+	return sortUnique(found), sortUnique(specific)
+}
+
+// NamesProduct reports whether a PCI or USB alias pattern spells out the vendor and product
+// ids in full ("pci:v000010ECd00008168sv*...", "usb:v2357p011Ed*..."), as
+// MODULE_DEVICE_TABLE entries for a given device do; entries that match any product of a
+// vendor or class (PCI_ANY_ID, USB_INTERFACE_INFO) give wildcards there. The layouts are those
+// of scripts/mod/file2alias.c (do_pci_entry, do_usb_entry).
+func NamesProduct(pattern string) bool {
+	literal := func(s string) bool { return !strings.ContainsAny(s, "*?[\\") }
+	switch {
+	case strings.HasPrefix(pattern, "pci:v"):
+		// pci:v%08Xd%08X...
+		return len(pattern) >= 22 && pattern[13] == 'd' && literal(pattern[5:13]) && literal(pattern[14:22])
+	case strings.HasPrefix(pattern, "usb:v"):
+		// usb:v%04Xp%04X...
+		return len(pattern) >= 14 && pattern[9] == 'p' && literal(pattern[5:9]) && literal(pattern[10:14])
+	}
+	return false
 }
 
 // resolveFromAliasFile matches every pattern of depmod's modules.alias ("alias <pattern>
@@ -47,9 +68,9 @@ func (x *aliasIndex) lookup(modalias string) []string {
 // prefix is looked up by binary search in the sorted modaliases, so fnmatch runs only on the few
 // pairs that can match and the pass allocates only for those. Malformed lines are counted, not
 // fatal: one bad line must not hide every other alias.
-func resolveFromAliasFile(data []byte, modaliases []string) (found map[string][]string, bad int) {
+func resolveFromAliasFile(data []byte, modaliases []string) (found, specific map[string][]string, bad int) {
 	sorted := sortUnique(append([]string(nil), modaliases...))
-	found = make(map[string][]string)
+	found, specific = make(map[string][]string), make(map[string][]string)
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -77,14 +98,21 @@ func resolveFromAliasFile(data []byte, modaliases []string) (found map[string][]
 				patternString = string(pattern)
 			}
 			if Match(patternString, m) {
-				found[m] = append(found[m], normalizeName(string(module)))
+				name := normalizeName(string(module))
+				found[m] = append(found[m], name)
+				if NamesProduct(patternString) {
+					specific[m] = append(specific[m], name)
+				}
 			}
 		}
 	}
 	for m, mods := range found {
 		found[m] = sortUnique(mods)
 	}
-	return found, bad
+	for m, mods := range specific {
+		specific[m] = sortUnique(mods)
+	}
+	return found, specific, bad
 }
 
 // splitAliasLine splits a trimmed "alias <pattern> <module>" line (fields separated by blanks)

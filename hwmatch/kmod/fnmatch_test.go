@@ -102,3 +102,23 @@ func referenceMatch(pattern, s string) bool {
 		return s != "" && s[0] == pattern[0] && referenceMatch(pattern[1:], s[1:])
 	}
 }
+
+func TestNamesProduct(t *testing.T) {
+	for pattern, want := range map[string]bool{
+		"pci:v000010ECd00008168sv*sd*bc*sc*i*":       true,  // r8169
+		"pci:v00001002d00006758sv*sd*bc*sc*i*":       true,  // radeon, Turks
+		"pci:v00001002d*sv*sd*bc03sc00i00*":          false, // amdgpu's PCI_ANY_ID catch-all
+		"pci:v000010DEd*sv*sd*bc03sc*i*":             false, // nouveau
+		"pci:v*d*sv*sd*bc01sc06i01*":                 false, // ahci by class
+		"pci:v00008086d0000[12]*sv*sd*bc*sc*i*":      false,
+		"usb:v2357p011Ed*dc*dsc*dp*icFFiscFFipFFin*": true,
+		"usb:v*p*d*dc*dsc*dp*ic08isc06ip50in*":       false, // usb-storage by class
+		"usb:v0BDAp*d*dc*dsc*dp*ic*isc*ip*in*":       false,
+		"of:N*T*Cfoo":                                false,
+		"pci:v000010EC":                              false,
+	} {
+		if got := NamesProduct(pattern); got != want {
+			t.Errorf("NamesProduct(%q) = %v", pattern, got)
+		}
+	}
+}

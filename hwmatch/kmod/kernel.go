@@ -93,7 +93,16 @@ func (k *Kernel) warn(format string, args ...any) {
 // matches, built-in modules (kmod_module_new_from_lookup in libkmod/libkmod-module.c stops at the
 // first source that finds something). Modaliases nothing matches are absent from the map.
 func (k *Kernel) Resolve(modaliases []string) map[string][]string {
-	found, bad := resolveFromAliasFile(k.aliasFile, modaliases)
+	found, _ := k.ResolveSpecific(modaliases)
+	return found
+}
+
+// ResolveSpecific is Resolve that also returns, for each modalias, the modules among those
+// found through a pattern that names the device's product (NamesProduct): the drivers written
+// for that device, as opposed to catch-all entries such as amdgpu's PCI_ANY_ID one for future
+// ASICs (drivers/gpu/drm/amd/amdgpu/amdgpu_drv.c, pciidlist).
+func (k *Kernel) ResolveSpecific(modaliases []string) (found, specific map[string][]string) {
+	found, specific, bad := resolveFromAliasFile(k.aliasFile, modaliases)
 	if bad > 0 && k.badAliasLines == 0 {
 		k.warn("%s/modules.alias: %d malformed lines skipped", k.Dir, bad)
 	}
@@ -102,12 +111,13 @@ func (k *Kernel) Resolve(modaliases []string) map[string][]string {
 		if m == "" || len(found[m]) > 0 {
 			continue
 		}
-		if mods := k.builtinAliases.lookup(m); len(mods) > 0 {
-			found[m] = mods
+		if mods, spec := k.builtinAliases.lookup(m); len(mods) > 0 {
+			found[m], specific[m] = mods, spec
 		}
 	}
 	delete(found, "")
-	return found
+	delete(specific, "")
+	return found, specific
 }
 
 // Modules is Resolve for one modalias.

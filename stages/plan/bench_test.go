@@ -36,6 +36,7 @@ func syntheticInput(devices, images, firmwareFiles int) Input {
 		for k := 0; k < 4; k++ {
 			d.Firmware = append(d.Firmware, names[r.Intn(firmwareFiles)])
 		}
+		d.Drivers, d.Needs = d.Modules, d.Firmware
 		if i%100 == 0 {
 			d.FirmwareFailed = []string{d.Firmware[0]}
 		}

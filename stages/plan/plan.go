@@ -323,10 +323,10 @@ func (s *selector) explicitRules(rules []config.Extension) {
 	}
 }
 
-// provided lists the firmware a device's modules declare or failed to load that img provides.
+// provided lists the firmware a device's drivers declare or failed to load that img provides.
 func provided(img *manifests.Image, d *hwmatch.Device) []string {
 	want := map[string]bool{}
-	for _, n := range d.Firmware {
+	for _, n := range d.Needs {
 		want[n] = true
 	}
 	for _, n := range d.FirmwareFailed {
@@ -357,11 +357,14 @@ func (s *selector) auto() {
 				s.unresolved = append(s.unresolved, fmt.Sprintf("%s: %s failed to load and no image provides it", d.ID, name))
 			}
 		}
-		if len(d.Modules) == 0 {
+		// The firmware of the modules expected to drive the device (hwmatch.Device.Drivers):
+		// not that of a catch-all module another one overrides, nor of any module when an
+		// out-of-tree driver is bound.
+		if len(d.Drivers) == 0 {
 			continue
 		}
-		rule := fmt.Sprintf("auto: declared by %s, missing", strings.Join(d.Modules, ", "))
-		for _, name := range d.Firmware {
+		rule := fmt.Sprintf("auto: declared by %s, missing", strings.Join(d.Drivers, ", "))
+		for _, name := range d.Needs {
 			if s.present(name) != "" {
 				continue
 			}
