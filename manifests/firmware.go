@@ -83,9 +83,16 @@ func checkHierarchy(fsys *ImageFS) (hasFirmware bool, err error) {
 // listFirmware walks usr/lib/firmware. Regular files are listed; symlinks are resolved inside
 // the image (a link to a directory is walked under the link's name); links climbing out of the
 // image, dangling links, loops and other file types become Problems.
+// maxFirmwareEntries is the most entries listFirmware walks (a variable for the tests).
+var maxFirmwareEntries = 1 << 20
+
 func listFirmware(fsys *ImageFS) ([]FirmwareFile, []Problem, error) {
 	var files []FirmwareFile
 	var problems []Problem
+	// entries bounds the walk: a crafted erofs or squashfs image can list one directory under
+	// many names at every level (no cycle, so active does not stop it), a tree that grows
+	// exponentially with depth. linux-firmware has some 4,000 entries.
+	entries := 0
 	// active holds the real directories being walked, against symlink cycles; a directory
 	// reached twice by different names (a link to a sibling) is listed under both.
 	active := map[string]bool{}
@@ -102,6 +109,9 @@ func listFirmware(fsys *ImageFS) ([]FirmwareFile, []Problem, error) {
 			return fmt.Errorf("%s: %w", dir, err)
 		}
 		for _, e := range ents {
+			if entries++; entries > maxFirmwareEntries {
+				return fmt.Errorf("%s: more than %d entries under %s: a directory reused under many names?", dir, maxFirmwareEntries, FirmwareDir)
+			}
 			stored := path.Join(dir, e.Name())
 			rel := strings.TrimPrefix(path.Join(as, e.Name()), FirmwareDir+"/")
 			switch t := e.Type(); {

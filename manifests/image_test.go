@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -87,9 +88,6 @@ func buildAll(t *testing.T, src, dir, name string) map[string]Format {
 	}
 	if imagetestHas("mksquashfs") {
 		for _, alg := range imagetest.SquashfsCompressors(t) {
-			if alg == "lz4" {
-				continue // refused with a clear error, see TestSquashfsLZ4
-			}
 			p := filepath.Join(dir, name+"-squashfs-"+alg+".raw")
 			imagetest.Squashfs(t, p, src, alg)
 			out[p] = FormatSquashfs
@@ -317,13 +315,63 @@ func TestDetect(t *testing.T) {
 	}
 }
 
+// TestSquashfsLZ4 reads lz4 squashfs images, plain and -Xhc: squashfs stores raw LZ4 blocks,
+// which github.com/CalebQ42/squashfs (used before package squashfs) misread as LZ4 frames.
 func TestSquashfsLZ4(t *testing.T) {
-	if !imagetestHas("mksquashfs") {
-		t.Skip("mksquashfs not found (apt-get install -y squashfs-tools)")
+	tool := imagetest.Tool(t, "mksquashfs", "squashfs-tools")
+	src := fwTree(t)
+	for _, opts := range [][]string{nil, {"-Xhc"}} {
+		p := filepath.Join(t.TempDir(), "fw.raw")
+		args := append([]string{src, p, "-noappend", "-quiet", "-no-progress", "-all-root", "-comp", "lz4"}, opts...)
+		if out, err := exec.Command(tool, args...).CombinedOutput(); err != nil {
+			t.Fatalf("mksquashfs %v: %v\n%s", args, err, out)
+		}
+		img, err := Read(p)
+		if err != nil {
+			t.Errorf("Read(lz4 squashfs %v) = %v", opts, err)
+			continue
+		}
+		if img.Name != "fw" || img.Format != FormatSquashfs || !reflect.DeepEqual(img.Firmware, wantFirmware) {
+			t.Errorf("lz4 %v: Name %q Format %q Firmware:\n%s\nwant:\n%s", opts, img.Name, img.Format, dump(img.Firmware), dump(wantFirmware))
+		}
+		checkProblems(t, img.Problems)
 	}
-	p := filepath.Join(t.TempDir(), "fw.raw")
-	imagetest.Squashfs(t, p, fwTree(t), "lz4")
-	if _, err := Read(p); err == nil || !strings.Contains(err.Error(), "squashfs compression lz4 (id 5) is not supported") {
-		t.Errorf("Read(lz4 squashfs) = %v, want the unsupported-lz4 error", err)
+}
+
+// TestFirmwareWalkIsBounded: a tree that lists one directory under two names at every level
+// (symlinks here; hard-linked directories in a crafted erofs or squashfs image) grows
+// exponentially with depth. The walk stops at maxFirmwareEntries with an error.
+func TestFirmwareWalkIsBounded(t *testing.T) {
+	defer func(n int) { maxFirmwareEntries = n }(maxFirmwareEntries)
+	maxFirmwareEntries = 1000
+	dir := t.TempDir()
+	fw := filepath.Join(dir, "usr/lib/firmware")
+	const depth = 12 // 2^12 paths to the last level
+	for i := 0; i <= depth; i++ {
+		if err := os.MkdirAll(filepath.Join(fw, fmt.Sprint("l", i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if i < depth {
+			for _, name := range []string{"a", "b"} {
+				if err := os.Symlink(fmt.Sprint("../l", i+1), filepath.Join(fw, fmt.Sprint("l", i), name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	writeTestFile(t, filepath.Join(fw, fmt.Sprint("l", depth), "f.bin"), "firmware")
+	writeTestFile(t, filepath.Join(dir, "usr/lib/extension-release.d/extension-release."+filepath.Base(dir)), "ID=_any\n")
+	if _, err := Read(dir); err == nil || !strings.Contains(err.Error(), "more than 1000 entries under usr/lib/firmware:") {
+		t.Fatalf("Read: %v", err)
+	}
+}
+
+func writeTestFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

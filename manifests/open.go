@@ -1,7 +1,6 @@
 package manifests
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,11 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/CalebQ42/squashfs"
 	"golang.org/x/sys/unix"
 
 	"github.com/kairos-io/kairos-firmware/manifests/erofs"
 	"github.com/kairos-io/kairos-firmware/manifests/gpt"
+	"github.com/kairos-io/kairos-firmware/manifests/squashfs"
 	"github.com/kairos-io/kairos-firmware/manifests/verity"
 )
 
@@ -94,8 +93,8 @@ func (f *ImageFS) ReadFile(name string) ([]byte, error) {
 }
 
 // Getxattr returns the extended attribute attr of name (not following a final symlink).
-// Squashfs images report errors.ErrUnsupported: github.com/CalebQ42/squashfs does not expose
-// the xattr table.
+// Squashfs images report errors.ErrUnsupported: the squashfs reader (package squashfs) does not
+// read the xattr table.
 func (f *ImageFS) Getxattr(name, attr string) ([]byte, error) {
 	if f.xattr == nil {
 		return nil, &fs.PathError{Op: "getxattr", Path: name, Err: errors.ErrUnsupported}
@@ -178,52 +177,13 @@ func openFilesystem(r io.ReaderAt, size int64, format Format) (lowFS, xattrFunc,
 		}
 		return e, e.Getxattr, nil
 	case FormatSquashfs:
-		if err := checkSquashfsCompression(r); err != nil {
+		sq, err := squashfs.Open(r, size)
+		if err != nil {
 			return nil, nil, err
 		}
-		sq, err := squashfs.NewReader(r)
-		if err != nil {
-			return nil, nil, fmt.Errorf("squashfs: %w", err)
-		}
-		return squashFS{sq.FS}, nil, nil
+		return sq, nil, nil
 	}
 	return nil, nil, fmt.Errorf("format %q has no reader", format)
-}
-
-// squashFS adapts github.com/CalebQ42/squashfs, whose Open and Stat already act on the named
-// entry without following it, to lowFS.
-type squashFS struct{ squashfs.FS }
-
-func (s squashFS) Lstat(name string) (fs.FileInfo, error) { return s.FS.Stat(name) }
-
-func (s squashFS) ReadLink(name string) (string, error) {
-	f, err := s.FS.OpenFile(name)
-	if err != nil {
-		return "", err
-	}
-	if !f.IsSymlink() {
-		return "", &fs.PathError{Op: "readlink", Path: name, Err: fs.ErrInvalid}
-	}
-	return f.SymlinkPath(), nil
-}
-
-// squashfsLZ4 is the lz4 compression id of the squashfs superblock (le16 at offset 20,
-// squashfs_fs.h LZ4_COMPRESSION).
-const squashfsLZ4 = 5
-
-// checkSquashfsCompression refuses lz4 squashfs images with a clear error:
-// github.com/CalebQ42/squashfs v1.4.1 decodes their blocks as LZ4 frames
-// (internal/decompress/lz4.go uses lz4.NewReader) while squashfs-tools writes raw LZ4 blocks,
-// so every read fails with "lz4: bad magic number".
-func checkSquashfsCompression(f io.ReaderAt) error {
-	var b [2]byte
-	if _, err := f.ReadAt(b[:], 20); err != nil {
-		return fmt.Errorf("squashfs superblock: %w", err)
-	}
-	if c := binary.LittleEndian.Uint16(b[:]); c == squashfsLZ4 {
-		return fmt.Errorf("squashfs compression lz4 (id %d) is not supported (the squashfs reader misreads lz4 blocks); use gzip, xz, zstd, lzo or lzma, or erofs", c)
-	}
-	return nil
 }
 
 // lgetxattr reads an xattr of a file in a directory image, growing the buffer as needed.
@@ -287,7 +247,8 @@ func openDDI(r io.ReaderAt, size int64) (*ImageFS, error) {
 		// the manifest, the directories) is checked, so a tampered block rejects the image
 		// before anything of it is merged, and no decision rests on bytes systemd would
 		// refuse. The root hash is the signature's or the partition UUIDs' (Admit checks the
-		// signature); blocks never read are checked by dm-verity at merge.
+		// signature); the blocks the plan does not read are hashed once it has chosen the
+		// image (VerifyData, plan.DecideVerified).
 		if tree := verifiedData(table, parts, p); tree != nil {
 			sec, size = tree, tree.Size()
 		}
