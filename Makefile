@@ -9,7 +9,7 @@ MAX_BYTES := 9437184
 
 export KAIROS_FIRMWARE_TEST_KERNEL := $(CACHE)/kernel/6.1.0-56-amd64
 
-.PHONY: all build install deps fixtures test vet fuzz bench demo clean
+.PHONY: all build install deps kernel fixtures test vet fuzz bench demo clean
 
 all: build
 
@@ -34,9 +34,14 @@ install: build
 deps:
 	tests/fixtures/deps.sh
 
-## fixtures: Debian's real kernel (modules, metadata, vmlinuz), downloaded once into .cache/
-fixtures: deps
+## kernel: Debian's real kernel (modules, metadata, vmlinuz), downloaded once into .cache/
+kernel: deps
 	tests/fixtures/debian-kernel.sh $(CACHE)/kernel
+
+## fixtures: the kernel, and erofs-utils 1.8.6 built from source (mkfs.erofs with lzma,
+## deflate and zstd), made once into .cache/
+fixtures: kernel
+	tests/fixtures/erofs-utils.sh $(CACHE)
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -60,7 +65,7 @@ bench: fixtures build
 	$(GO) test -run XXX -bench . -benchmem ./...
 
 ## demo: the main job on a built-in demo
-demo: fixtures build
+demo: kernel build
 	tests/demo/demo.sh
 
 clean:

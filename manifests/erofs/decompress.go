@@ -3,14 +3,12 @@ package erofs
 import (
 	"bytes"
 	"compress/flate"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
-	"github.com/ulikunitz/xz/lzma"
 )
 
 // readCompressed serves p from the extent holding off, decompressing it if it is not the last
@@ -75,21 +73,31 @@ func (r *reader) decode(e *extent) ([]byte, error) {
 	return out, nil
 }
 
-// packedReader opens the packed inode that holds fragments (EROFS_FEATURE_INCOMPAT_FRAGMENTS).
+// packedReader returns the reader of the packed inode that holds fragments
+// (EROFS_FEATURE_INCOMPAT_FRAGMENTS). It is shared by every file, so reading many small
+// fragments decodes each extent of the packed inode once (the reader keeps its last extent).
+// f.mu is not held while the inode is read: readInode takes it (readMeta's block cache), and
+// holding it here deadlocked the first read of any fragment.
 func (f *FS) packedReader() (*reader, error) {
+	f.mu.Lock()
+	packed := f.packed
+	f.mu.Unlock()
+	if packed != nil {
+		return packed, nil
+	}
+	if f.sb.FeatureIncompat&incompatFragments == 0 || f.sb.PackedNID == 0 {
+		return nil, corrupt("a file refers to a fragment but the superblock has no packed inode")
+	}
+	ino, err := f.readInode(f.sb.PackedNID)
+	if err != nil {
+		return nil, fmt.Errorf("packed inode: %w", err)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.packed == nil {
-		if f.sb.FeatureIncompat&incompatFragments == 0 || f.sb.PackedNID == 0 {
-			return nil, corrupt("a file refers to a fragment but the superblock has no packed inode")
-		}
-		ino, err := f.readInode(f.sb.PackedNID)
-		if err != nil {
-			return nil, fmt.Errorf("packed inode: %w", err)
-		}
-		f.packed = ino
+		f.packed = f.newReader(ino)
 	}
-	return f.newReader(f.packed), nil
+	return f.packed, nil
 }
 
 // decompress decodes one pcluster into n bytes. With partial the pcluster may decode to more
@@ -237,41 +245,6 @@ func lz4Partial(src, dst []byte) (int, error) {
 		}
 	}
 	return d, nil
-}
-
-// decodeMicroLZMA decodes the MicroLZMA format of erofs (and xz-embedded's xz_dec_microlzma):
-// a raw LZMA stream whose first byte is the bitwise negation of the properties byte (lc/lp/pb)
-// and stands in for the range coder's first byte, which is always zero and not stored. The
-// dictionary size and the output size are known from elsewhere. It is turned into a classic
-// .lzma stream (13-byte header, then the range coder bytes with that zero put back) for
-// github.com/ulikunitz/xz/lzma. Every match distance is below n, so n is a large enough
-// dictionary.
-//
-// A full extent declares its exact size in the header, so the stream must end there; a
-// partial one declares an unknown size and only its first n bytes are read.
-func decodeMicroLZMA(src []byte, n int, partial bool) ([]byte, error) {
-	if len(src) < 2 {
-		return nil, corrupt("microlzma stream of %d bytes", len(src))
-	}
-	props := ^src[0]
-	if props >= 9*5*5 {
-		return nil, corrupt("microlzma properties byte 0x%02x (negated 0x%02x) is invalid", src[0], props)
-	}
-	hdr := make([]byte, 14, 14+len(src))
-	hdr[0] = props
-	binary.LittleEndian.PutUint32(hdr[1:], uint32(max(n, lzma.MinDictCap)))
-	size := uint64(n)
-	if partial {
-		size = ^uint64(0) // unknown
-	}
-	binary.LittleEndian.PutUint64(hdr[5:], size)
-	hdr[13] = 0 // the range coder's first byte
-	stream := append(hdr, src[1:]...)
-	rd, err := lzma.NewReader(bytes.NewReader(stream))
-	if err != nil {
-		return nil, corrupt("microlzma header: %v", err)
-	}
-	return readN(rd, n)
 }
 
 func readN(r io.Reader, n int) ([]byte, error) {

@@ -12,8 +12,9 @@
 // extended inodes; flat plain, flat inline (tail packing) and chunk-based data (block map and
 // chunk indexes, primary device only); compressed data with full and compact (2B/4B) lcluster
 // indexes, big pclusters, ztailpacking, fragments (packed inode), dedupe/partial references and
-// the plain (shifted and interlaced) pcluster formats; the lz4, lzma (MicroLZMA), deflate and
-// zstd algorithms; inline and shared xattrs with the short name prefixes.
+// the plain (shifted and interlaced) pcluster formats; the lz4, lzma (MicroLZMA, decoded by
+// microlzma.go, a port of the kernel's xz_dec_microlzma), deflate and zstd algorithms; inline
+// and shared xattrs with the short name prefixes.
 //
 // Not supported, reported as errors wrapping errors.ErrUnsupported: extra devices, the 48BIT
 // and METABOX layouts, the extent-based index format (Z_EROFS_ADVISE_EXTENTS) and long xattr

@@ -19,7 +19,7 @@ type FS struct {
 
 	mu     sync.Mutex
 	dirs   map[uint64][]dirent // decoded directories by nid
-	packed *inode              // packed inode (fragments), loaded on first use
+	packed *reader             // packed inode (fragments), opened on first use
 	blocks map[int64][]byte    // metadata blocks by number (see readMeta)
 }
 

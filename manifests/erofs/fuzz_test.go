@@ -9,7 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/ulikunitz/xz/lzma"
 
 	"github.com/kairos-io/kairos-firmware/tests/imagetest"
 )
@@ -41,6 +44,10 @@ func FuzzErofs(f *testing.F) {
 			binary.LittleEndian.PutUint32(b[SuperOffset+8:], binary.LittleEndian.Uint32(b[SuperOffset+8:])&^compatSBChecksum)
 			f.Add(b)
 		}
+	}
+	// lzma, deflate, zstd, fragments and dedupe from erofs-utils 1.8.6, when make fixtures built it
+	for _, b := range mkfs18Seeds(f) {
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := Open(bytes.NewReader(data), int64(len(data)))
@@ -110,4 +117,57 @@ func BenchmarkRead4000(b *testing.B) {
 			b.Fatalf("read %d files: %v", n, err)
 		}
 	}
+}
+
+// FuzzMicroLZMA checks the MicroLZMA decoder (microlzma.go) against github.com/ulikunitz/xz's
+// classic LZMA reader: never a panic; where both decode a stream into n bytes, the same bytes;
+// and a partial decode is a prefix of the full one.
+func FuzzMicroLZMA(f *testing.F) {
+	for _, s := range []string{"", "a", strings.Repeat("microlzma ", 300), strings.Repeat("ab", 5000) + "the end"} {
+		micro, err := testMicroLZMA([]byte(s))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(micro, uint16(len(s)), uint16(len(s)/2))
+	}
+	f.Fuzz(func(t *testing.T, micro []byte, n, m uint16) {
+		got, err := decodeMicroLZMA(micro, int(n), false)
+		if len(micro) >= 5 {
+			// .lzma: properties, dictionary size, size, then the range coder with its 0 back
+			classic := binary.LittleEndian.AppendUint32([]byte{^micro[0]}, uint32(max(n, 4096)))
+			classic = binary.LittleEndian.AppendUint64(classic, uint64(n))
+			classic = append(append(classic, 0), micro[1:]...)
+			if rd, rerr := lzma.NewReader(bytes.NewReader(classic)); rerr == nil {
+				want, rerr := io.ReadAll(rd)
+				if err == nil && rerr == nil && !bytes.Equal(got, want) {
+					t.Fatalf("decodeMicroLZMA and lzma.Reader differ on %d bytes", n)
+				}
+			}
+		}
+		if err == nil && m <= n {
+			prefix, err := decodeMicroLZMA(micro, int(m), true)
+			if err != nil || !bytes.Equal(prefix, got[:m]) {
+				t.Fatalf("partial decode of %d of %d bytes: %v", m, n, err)
+			}
+		}
+	})
+}
+
+// testMicroLZMA compresses data into a MicroLZMA stream: a classic .lzma stream of known size
+// (no end marker) whose header is dropped and whose range coder's first byte, always zero,
+// becomes the negated properties byte.
+func testMicroLZMA(data []byte) ([]byte, error) {
+	var classic bytes.Buffer
+	w, err := lzma.WriterConfig{Size: int64(len(data)), DictCap: 1 << 16}.NewWriter(&classic)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	c := classic.Bytes()
+	return append([]byte{^c[0]}, c[14:]...), nil
 }
