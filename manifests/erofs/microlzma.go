@@ -13,7 +13,9 @@ package erofs
 // extent failed with "writeMatch: distance out of range" (the dictionary was sized for the
 // prefix) or ended with io.ErrUnexpectedEOF before handing out the prefix (the stream has no
 // end marker and the look-ahead ran past its end). Found with erofs-utils 1.8.6
-// `mkfs.erofs -zlzma -Ededupe` (mkfs18_test.go).
+// `mkfs.erofs -zlzma -Ededupe` (mkfs18_test.go). No maintained Go package decodes a MicroLZMA
+// prefix; xz-embedded is in the public domain (the notice at the top of xz_dec_lzma2.c), so the
+// port carries no licence condition.
 //
 // Semantics, as xz_dec_microlzma_run's:
 //   - decoding stops once n bytes are out; a match running past n is cut;
