@@ -191,3 +191,34 @@ func TestDrivers(t *testing.T) {
 		}
 	}
 }
+
+// TestUSBUevent: a USB device or interface is read from its uevent file when it has every
+// field; a malformed or incomplete one falls back to the attribute files.
+func TestUSBUevent(t *testing.T) {
+	usb := "/sys/devices/pci0000:00/0000:00:14.0/usb3"
+	tree := map[string]any{
+		"/sys/bus/usb/devices/3-1":     &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:14.0/usb3/3-1"},
+		"/sys/bus/usb/devices/3-1:1.0": &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:14.0/usb3/3-1/3-1:1.0"},
+		"/sys/bus/usb/devices/3-2":     &vfst.Symlink{Target: "../../../devices/pci0000:00/0000:00:14.0/usb3/3-2"},
+		usb + "/3-1/uevent":            "MAJOR=189\nDEVTYPE=usb_device\nDRIVER=usb\nPRODUCT=bda/8179/0\nTYPE=0/0/0\nBUSNUM=003\n",
+		usb + "/3-1/3-1:1.0/uevent":    "DEVTYPE=usb_interface\nDRIVER=r8188eu\nPRODUCT=bda/8179/0\nTYPE=0/0/0\nINTERFACE=255/255/255\nMODALIAS=usb:v0BDAp8179d0000dc00dsc00dp00icFFiscFFipFFin00\n",
+		// A uevent without TYPE: the attribute files count.
+		usb + "/3-2/uevent":          "DEVTYPE=usb_device\nPRODUCT=46d/c52b/1211\n",
+		usb + "/3-2/idVendor":        "046d\n",
+		usb + "/3-2/idProduct":       "c52b\n",
+		usb + "/3-2/bDeviceClass":    "00\n",
+		usb + "/3-2/bDeviceSubClass": "00\n",
+		usb + "/3-2/bDeviceProtocol": "00\n",
+	}
+	inv := detectTree(t, tree, Options{})
+	if d := deviceByID(t, inv, "3-1"); d.Vendor != "0bda" || d.Product != "8179" || d.Class != "000000" || d.Driver != "usb" {
+		t.Errorf("device from uevent: %+v", d)
+	}
+	if d := deviceByID(t, inv, "3-1:1.0"); d.Vendor != "0bda" || d.Product != "8179" || d.Class != "ffffff" || d.Driver != "r8188eu" ||
+		d.Modalias != "usb:v0BDAp8179d0000dc00dsc00dp00icFFiscFFipFFin00" || d.Parent != "3-1" {
+		t.Errorf("interface from uevent: %+v", d)
+	}
+	if d := deviceByID(t, inv, "3-2"); d.Vendor != "046d" || d.Product != "c52b" || d.Class != "000000" || len(d.Warnings) != 0 {
+		t.Errorf("device from its attribute files: %+v", d)
+	}
+}

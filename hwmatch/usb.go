@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
@@ -42,12 +43,15 @@ func usbEntry(root *hostfs.Root, name string) *Device {
 	dir := path.Join(sysBusUSBDevices, name)
 	d := &Device{Bus: "usb", ID: name}
 	d.SysfsPath = sysfsDevicePath(root, dir)
-	d.Driver = linkBase(root, path.Join(dir, "driver"))
-	if strings.IndexByte(name, ':') > 0 {
-		// Interface "<device>:<config>.<interface>" (drivers/usb/core/message.c
-		// usb_set_configuration). Its device is the sysfs parent directory: "1-4" for "1-4:1.0",
-		// but "usb1" for a root hub's "1-0:1.0".
+	isInterface := strings.IndexByte(name, ':') > 0
+	if isInterface {
 		d.Parent = path.Base(path.Dir(d.SysfsPath))
+	}
+	if usbFromUevent(root, dir, d, isInterface) {
+		return d
+	}
+	d.Driver = linkBase(root, path.Join(dir, "driver"))
+	if isInterface {
 		d.Class = usbClass(root, dir, "bInterface", &d.Warnings)
 		modalias, err := readTrimmed(root, path.Join(dir, "modalias"))
 		if err != nil {
@@ -56,12 +60,63 @@ func usbEntry(root *hostfs.Root, name string) *Device {
 		d.Modalias = modalias
 		return d
 	}
-	// A device has no modalias file: USB drivers match interfaces, and the device itself is
-	// bound by the generic "usb" driver.
 	d.Vendor = hexID(root, path.Join(dir, "idVendor"), 4, &d.Warnings)
 	d.Product = hexID(root, path.Join(dir, "idProduct"), 4, &d.Warnings)
 	d.Class = usbClass(root, dir, "bDevice", &d.Warnings)
 	return d
+}
+
+// usbFromUevent fills d from the uevent file, which holds in one read what the attribute files
+// hold in five or six (and the bound driver): PRODUCT=<vendor>/<product>/<bcdDevice> in hex,
+// TYPE=<class>/<subclass>/<protocol> in decimal for a device, INTERFACE=... for an interface,
+// with MODALIAS and DRIVER (usb_uevent and usb_if_uevent in drivers/usb/core/driver.c and
+// message.c, https://github.com/torvalds/linux/blob/v6.1/drivers/usb/core/message.c). It
+// reports false, changing nothing, when there is no uevent file or it lacks a field (fixture
+// trees): the attribute files are read then.
+func usbFromUevent(root *hostfs.Root, dir string, d *Device, isInterface bool) bool {
+	data, err := root.ReadAttr(path.Join(dir, "uevent"))
+	if err != nil {
+		return false
+	}
+	ev := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			ev[k] = v
+		}
+	}
+	typeKey := "TYPE"
+	if isInterface {
+		typeKey = "INTERFACE"
+		if _, ok := ev["MODALIAS"]; !ok {
+			return false
+		}
+	}
+	ids, okIDs := splitNumbers(ev["PRODUCT"], 16, 2)
+	class, okClass := splitNumbers(ev[typeKey], 10, 3)
+	if !okIDs || !okClass || ids[0] > 0xffff || ids[1] > 0xffff || class[0] > 0xff || class[1] > 0xff || class[2] > 0xff {
+		return false
+	}
+	d.Vendor, d.Product = fmt.Sprintf("%04x", ids[0]), fmt.Sprintf("%04x", ids[1])
+	d.Class = fmt.Sprintf("%02x%02x%02x", class[0], class[1], class[2])
+	d.Modalias, d.Driver = ev["MODALIAS"], ev["DRIVER"]
+	return true
+}
+
+// splitNumbers parses the first n of the "/"-separated numbers of s in base.
+func splitNumbers(s string, base, n int) ([]uint64, bool) {
+	parts := strings.Split(s, "/")
+	if len(parts) < n {
+		return nil, false
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		v, err := strconv.ParseUint(parts[i], base, 32)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
 }
 
 // usbClass joins the class, subclass and protocol attributes (prefix "bDevice" or "bInterface")

@@ -85,7 +85,7 @@ func benchInPrivateNS(b *testing.B, tools ...string) bool {
 	}
 	// -cpuprofile F and -memprofile F profile the child too, into F.child: the parent only
 	// waits for it.
-	for _, prof := range []string{"cpuprofile", "memprofile"} {
+	for _, prof := range []string{"cpuprofile", "memprofile", "trace"} {
 		if file := flagValue("test."+prof, ""); file != "" {
 			args = append(args, "-test."+prof+"="+file+".child")
 		}
@@ -475,6 +475,23 @@ func usbEntry(tree map[string]any, name, dir string, attrs map[string]string, dr
 		up := strings.Repeat("../", strings.Count(strings.TrimPrefix(dir, "/sys/"), "/")+1)
 		tree[dir+"/driver"] = &vfst.Symlink{Target: up + "bus/usb/drivers/" + driver}
 	}
+	// The uevent file real sysfs has beside them, with the same values (usb_uevent,
+	// usb_if_uevent): detect reads it first.
+	num := func(k string, base int) uint64 { v, _ := strconv.ParseUint(attrs[k], base, 32); return v }
+	var ev string
+	if _, device := attrs["idVendor"]; device {
+		ev = fmt.Sprintf("DEVTYPE=usb_device\nPRODUCT=%x/%x/100\nTYPE=%d/%d/%d\n", num("idVendor", 16), num("idProduct", 16),
+			num("bDeviceClass", 16), num("bDeviceSubClass", 16), num("bDeviceProtocol", 16))
+	} else {
+		var vendor, product uint64
+		fmt.Sscanf(attrs["modalias"], "usb:v%4Xp%4X", &vendor, &product)
+		ev = fmt.Sprintf("DEVTYPE=usb_interface\nPRODUCT=%x/%x/100\nTYPE=0/0/0\nINTERFACE=%d/%d/%d\nMODALIAS=%s\n", vendor, product,
+			num("bInterfaceClass", 16), num("bInterfaceSubClass", 16), num("bInterfaceProtocol", 16), attrs["modalias"])
+	}
+	if driver != "" {
+		ev += "DRIVER=" + driver + "\n"
+	}
+	tree[dir+"/uevent"] = ev
 }
 
 // kmsgWriter writes /dev/kmsg records ("prio,seq,usec,-;message" and the device's SUBSYSTEM

@@ -49,8 +49,10 @@ func SpikeMachine() map[string]any {
 		usb + "/1-0:1.0": {"bInterfaceClass": "09", "bInterfaceSubClass": "00", "bInterfaceProtocol": "00",
 			"modalias": "usb:v1D6Bp0002d0601dc09dsc00dp01ic09isc00ip00in00"},
 		usb + "/1-4": {"idVendor": "2357", "idProduct": "11e", "bDeviceClass": "00", "bDeviceSubClass": "00", "bDeviceProtocol": "00"},
-		usb + "/1-4/1-4:1.0": {"bInterfaceClass": "ff", "bInterfaceSubClass": "ff", "bInterfaceProtocol": "ff",
-			"modalias": "usb:v2357p011Ed0200dc00dsc00dp00icFFiscFFipFFin00"},
+		// The adapter's interface has only its uevent file, which detect reads first (the
+		// others fall back to the attribute files, as for a tree without uevent files).
+		usb + "/1-4/1-4:1.0": {"uevent": "DEVTYPE=usb_interface\nPRODUCT=2357/11e/200\nTYPE=0/0/0\nINTERFACE=255/255/255\n" +
+			"MODALIAS=usb:v2357p011Ed0200dc00dsc00dp00icFFiscFFipFFin00"},
 	} {
 		for name, value := range attrs {
 			tree[dir+"/"+name] = value + "\n"
