@@ -222,3 +222,29 @@ func TestUSBUevent(t *testing.T) {
 		t.Errorf("device from its attribute files: %+v", d)
 	}
 }
+
+// TestPCIUevent: a PCI device with a uevent file is read from it; one without is read by ghw,
+// in the same tree, with the same results.
+func TestPCIUevent(t *testing.T) {
+	tree := map[string]any{}
+	fakesys.PCIDevice(tree, "0000:00:02.0", "0x8086", "0x100e", "0x020000", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "e1000")
+	fakesys.PCIDevice(tree, "0000:00:03.0", "0x8086", "0x100e", "0x020000", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "e1000")
+	fakesys.PCIUevent(tree, "0000:00:03.0", "0x8086", "0x100e", "0x020000", "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "e1000")
+	fakesys.PCIDevice(tree, "0000:00:04.0", "0x10ec", "0x8168", "0x020000", "pci:v000010ECd00008168sv00001043sd00008677bc02sc00i00", "")
+	fakesys.PCIUevent(tree, "0000:00:04.0", "0x10ec", "0x8168", "0x020000", "pci:v000010ECd00008168sv00001043sd00008677bc02sc00i00", "")
+	// Its attribute files say otherwise: the uevent file is what counts.
+	tree["/sys/devices/pci0000:00/0000:00:04.0/vendor"] = "0xffff\n"
+	tree["/sys/bus/pci/drivers/e1000"] = &vfst.Dir{Perm: 0o755} // ghw stats the driver link
+
+	inv := detectTree(t, tree, Options{})
+	ghwRead, fromUevent := deviceByID(t, inv, "0000:00:02.0"), deviceByID(t, inv, "0000:00:03.0")
+	for _, d := range []*Device{ghwRead, fromUevent} {
+		if d.Vendor != "8086" || d.Product != "100e" || d.Class != "020000" || d.Driver != "e1000" ||
+			d.Modalias != "pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00" || d.SysfsPath != "/sys/devices/pci0000:00/"+d.ID {
+			t.Errorf("%s: %+v", d.ID, d)
+		}
+	}
+	if d := deviceByID(t, inv, "0000:00:04.0"); d.Vendor != "10ec" || d.Product != "8168" || d.Driver != "" || d.Class != "020000" {
+		t.Errorf("unbound device from uevent: %+v", d)
+	}
+}

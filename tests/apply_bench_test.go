@@ -338,6 +338,7 @@ func newApplyFixture(b *testing.B) *applyFixture {
 			class, driver, fx.want["pci/"+addr] = 0x0c0330, "xhci_hcd", "xhci_pci"
 		}
 		fakesys.PCIDevice(tree, addr, "0xfb00", fmt.Sprintf("0x%04x", devID), fmt.Sprintf("0x%06x", class), modalias(class), driver)
+		fakesys.PCIUevent(tree, addr, "0xfb00", fmt.Sprintf("0x%04x", devID), fmt.Sprintf("0x%06x", class), modalias(class), driver)
 		log.record("pci", "+pci:"+addr, "pci %s: [fb00:%04x] type 00 class 0x%06x", addr, devID, class)
 		log.record("pci", "+pci:"+addr, "pci %s: reg 0x10: [mem 0xfe%03x000-0xfe%03xfff 64bit]", addr, i, i)
 		if driver != "" {

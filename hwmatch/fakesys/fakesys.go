@@ -26,6 +26,20 @@ func PCIDevice(tree map[string]any, addr, vendor, device, class, modalias, drive
 	}
 }
 
+// PCIUevent adds the uevent file of a PCI device PCIDevice added, as pci_uevent writes it; ids
+// and class as PCIDevice takes them ("0x10ec"). Real sysfs has one for every device; detect reads
+// it first.
+func PCIUevent(tree map[string]any, addr, vendor, device, class, modalias, driver string) {
+	hex := func(s string) string { return strings.ToUpper(strings.TrimPrefix(s, "0x")) }
+	ev := ""
+	if driver != "" {
+		ev += "DRIVER=" + driver + "\n"
+	}
+	ev += "PCI_CLASS=" + strings.TrimLeft(hex(class), "0") + "\nPCI_ID=" + hex(vendor) + ":" + hex(device) + "\n" +
+		"PCI_SUBSYS_ID=" + hex(vendor) + ":0000\nPCI_SLOT_NAME=" + addr + "\nMODALIAS=" + modalias + "\n"
+	tree["/sys/devices/pci0000:00/"+addr+"/uevent"] = ev
+}
+
 // SpikeMachine is a machine like the spike's: a Realtek USB WLAN adapter whose interface failed to
 // load rtw88/rtw8821a_fw.bin, next to PCI devices in every state.
 func SpikeMachine() map[string]any {
