@@ -64,15 +64,9 @@ func pciDevices(root *hostfs.Root) ([]*Device, []string) {
 // DRIVER when one is bound; the parent bridge from the sysfs path. It reports false, changing
 // nothing but SysfsPath, when the file is missing or lacks a field.
 func pciFromUevent(root *hostfs.Root, d *Device) bool {
-	data, err := root.ReadAttr(path.Join(sysBusPCIDevices, d.ID, "uevent"))
-	if err != nil {
+	ev, ok := readUevent(root, path.Join(sysBusPCIDevices, d.ID))
+	if !ok {
 		return false
-	}
-	ev := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			ev[k] = v
-		}
 	}
 	vendor, product, ok := strings.Cut(ev["PCI_ID"], ":")
 	v, err1 := strconv.ParseUint(vendor, 16, 16)

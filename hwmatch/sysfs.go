@@ -68,3 +68,19 @@ func hexID(root *hostfs.Root, p string, width int, warnings *[]string) string {
 	}
 	return fmt.Sprintf("%0*x", width, v)
 }
+
+// readUevent reads the KEY=VALUE lines of a device's uevent file (dev_uevent in
+// drivers/base/core.c). ok is false when there is none.
+func readUevent(root *hostfs.Root, dir string) (map[string]string, bool) {
+	data, err := root.ReadAttr(path.Join(dir, "uevent"))
+	if err != nil {
+		return nil, false
+	}
+	ev := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			ev[k] = v
+		}
+	}
+	return ev, true
+}

@@ -74,15 +74,9 @@ func usbEntry(root *hostfs.Root, name string) *Device {
 // reports false, changing nothing, when there is no uevent file or it lacks a field (fixture
 // trees): the attribute files are read then.
 func usbFromUevent(root *hostfs.Root, dir string, d *Device, isInterface bool) bool {
-	data, err := root.ReadAttr(path.Join(dir, "uevent"))
-	if err != nil {
+	ev, ok := readUevent(root, dir)
+	if !ok {
 		return false
-	}
-	ev := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok {
-			ev[k] = v
-		}
 	}
 	typeKey := "TYPE"
 	if isInterface {
