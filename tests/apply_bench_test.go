@@ -83,7 +83,7 @@ func benchInPrivateNS(b *testing.B, tools ...string) bool {
 	if flagValue("test.benchmem", "false") == "true" {
 		args = append(args, "-test.benchmem")
 	}
-	// -cpuprofile F and -memprofile F profile the child too, into F.child: the parent only
+	// -cpuprofile F, -memprofile F and -trace F profile the child too, into F.child: the parent only
 	// waits for it.
 	for _, prof := range []string{"cpuprofile", "memprofile", "trace"} {
 		if file := flagValue("test."+prof, ""); file != "" {
