@@ -34,7 +34,8 @@ type Inventory struct {
 	// Warnings are inputs that were missing or unreadable; everything else was still inventoried.
 	Warnings []string `json:"warnings,omitempty"`
 
-	// Kernel is the module metadata used, nil when the modules directory was missing.
+	// Kernel is the module metadata used, nil when the modules directory was missing. Detect
+	// has closed it (kmod.Kernel.Close): its fields remain, lookups are not allowed.
 	Kernel *kmod.Kernel `json:"-"`
 	// Log is the kernel log used, nil when it could not be read.
 	Log *kmsg.Log `json:"-"`
@@ -110,6 +111,10 @@ func Detect(opts Options) (*Inventory, error) {
 		inv.resolve(d, resolved[d.Modalias], specific[d.Modalias])
 	}
 	if inv.Kernel != nil {
+		// Every lookup is done: release the kernel's memory-mapped indexes.
+		if err := inv.Kernel.Close(); err != nil {
+			inv.warn("kernel modules: %v", err)
+		}
 		inv.Warnings = append(inv.Warnings, inv.Kernel.Warnings...)
 	}
 	return inv, nil

@@ -35,6 +35,7 @@ func debianDeclared(t testing.TB) map[string][]string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer k.Close()
 	var names []string
 	for _, list := range []string{"modules.dep", "modules.builtin"} {
 		data, err := os.ReadFile(filepath.Join(testkernel.ModulesDir(t), list))

@@ -27,6 +27,7 @@ func (k *keeper) keepModules(modules []string, release string) ([]ModuleResult, 
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("--kernel-release %q: %w", release, err)
 	}
+	defer kernel.Close()
 	results := []ModuleResult{}
 	var problems Problems
 	for _, module := range modules {

@@ -62,6 +62,7 @@ func kernelModules(opts Options) ([]*module, []string, error) {
 	if err != nil {
 		return nil, nil, Problems{err.Error()}
 	}
+	defer k.Close()
 	modules, warnings, err := readModules(opts.KernelFS, k)
 	if err != nil {
 		return nil, nil, Problems{err.Error()}

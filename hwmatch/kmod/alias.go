@@ -2,14 +2,16 @@ package kmod
 
 import (
 	"bytes"
+	"slices"
 	"sort"
 	"strings"
 )
 
 // aliasIndex maps modalias patterns to module names, grouped by literal prefix so that a lookup
 // does one map probe per prefix length of the modalias and runs fnmatch only on patterns that
-// share a prefix with it. It holds the few built-in modules' aliases; modules.alias itself is
-// scanned once per batch of modaliases (resolveFromAliasFile), which costs less than indexing
+// share a prefix with it. It holds the few built-in modules' aliases; loadable modules' come
+// from depmod's own trie, modules.alias.bin (resolveFromIndex), or, without it, from one scan of
+// modules.alias per batch of modaliases (resolveFromAliasFile), which costs less than indexing
 // its ~26,000 lines on every boot.
 type aliasIndex struct {
 	byPrefix map[string][]aliasEntry
@@ -24,13 +26,19 @@ func newAliasIndex() *aliasIndex {
 	return &aliasIndex{byPrefix: make(map[string][]aliasEntry)}
 }
 
+// add records a pattern, normalized as kmod does (normalizeAlias); invalid ones are left out,
+// as depmod leaves them out of modules.builtin.alias.bin.
 func (x *aliasIndex) add(pattern, module string) {
+	pattern, ok := normalizeAlias(pattern)
+	if !ok {
+		return
+	}
 	prefix := literalPrefix(pattern)
 	x.byPrefix[prefix] = append(x.byPrefix[prefix], aliasEntry{pattern: pattern, module: module})
 }
 
-// lookup returns the sorted, de-duplicated modules whose pattern matches modalias, and those
-// of them matching through a pattern that names the product (NamesProduct).
+// lookup returns the sorted, de-duplicated modules whose pattern matches modalias (normalized),
+// and those of them matching through a pattern that names the product (NamesProduct).
 func (x *aliasIndex) lookup(modalias string) (found, specific []string) {
 	for n := 0; n <= len(modalias); n++ {
 		for _, e := range x.byPrefix[modalias[:n]] {
@@ -63,14 +71,114 @@ func NamesProduct(pattern string) bool {
 	return false
 }
 
+// normalizeAlias is libkmod's alias_normalize (shared/util.c), which depmod applies to every
+// pattern it stores in modules.alias.bin and modprobe to every alias it looks up: '-' becomes
+// '_' outside bracket expressions. A ']' outside brackets or an unterminated '[' makes the alias
+// invalid (depmod leaves such patterns out of the index; modprobe rejects such aliases), and a
+// NUL ends it, as it ends a C string. The text path applies it too, so that both paths, and
+// modprobe, answer alike.
+func normalizeAlias(alias string) (string, bool) {
+	if strings.IndexAny(alias, "-[]\x00") < 0 {
+		return alias, true
+	}
+	buf := []byte(alias)
+	for i := 0; i < len(buf); i++ {
+		switch buf[i] {
+		case '-':
+			buf[i] = '_'
+		case ']':
+			return "", false
+		case '[':
+			for i < len(buf) && buf[i] != ']' && buf[i] != 0 {
+				i++
+			}
+			if i == len(buf) || buf[i] != ']' {
+				return "", false
+			}
+		case 0:
+			return string(buf[:i]), true
+		}
+	}
+	return string(buf), true
+}
+
+// aliasQuery is a batch of modaliases to resolve: their normalized forms, sorted and unique,
+// and which of the caller's modaliases each stands for. Empty and invalid modaliases match
+// nothing.
+type aliasQuery struct {
+	keys      []string
+	originals map[string][]string
+}
+
+func newAliasQuery(modaliases []string) *aliasQuery {
+	q := &aliasQuery{originals: make(map[string][]string, len(modaliases))}
+	for _, m := range modaliases {
+		if m == "" {
+			continue
+		}
+		key, ok := normalizeAlias(m)
+		if !ok {
+			continue
+		}
+		if _, seen := q.originals[key]; !seen {
+			q.keys = append(q.keys, key)
+		}
+		if !slices.Contains(q.originals[key], m) {
+			q.originals[key] = append(q.originals[key], m)
+		}
+	}
+	sort.Strings(q.keys)
+	return q
+}
+
+// results turns answers by normalized key into answers by the caller's modaliases, each list
+// sorted and de-duplicated.
+func (q *aliasQuery) results(byKey map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(byKey))
+	for key, mods := range byKey {
+		mods = sortUnique(mods)
+		for i, m := range q.originals[key] {
+			if i > 0 {
+				mods = slices.Clone(mods) // no two answers share a slice
+			}
+			out[m] = mods
+		}
+	}
+	return out
+}
+
+// resolveFromIndex answers a batch from modules.alias.bin: one wildcard lookup per modalias,
+// which walks only the trie nodes whose patterns can match it.
+func resolveFromIndex(x *index, modaliases []string) (found, specific map[string][]string, err error) {
+	q := newAliasQuery(modaliases)
+	byKey, specByKey := make(map[string][]string), make(map[string][]string)
+	for _, key := range q.keys {
+		matches, err := x.lookupWild(key)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, m := range matches {
+			name := normalizeName(m.value)
+			byKey[key] = append(byKey[key], name)
+			if NamesProduct(m.pattern) {
+				specByKey[key] = append(specByKey[key], name)
+			}
+		}
+	}
+	return q.results(byKey), q.results(specByKey), nil
+}
+
 // resolveFromAliasFile matches every pattern of depmod's modules.alias ("alias <pattern>
-// <module>" lines, '#' comments) against a batch of modaliases in one pass. A pattern's literal
-// prefix is looked up by binary search in the sorted modaliases, so fnmatch runs only on the few
-// pairs that can match and the pass allocates only for those. Malformed lines are counted, not
-// fatal: one bad line must not hide every other alias.
+// <module>" lines, '#' comments) against a batch of modaliases in one pass: the fallback when
+// modules.alias.bin is missing or unusable. Patterns and modaliases are normalized as
+// depmod and modprobe do (normalizeAlias). A pattern's literal prefix is looked up by binary
+// search in the sorted modaliases, so fnmatch runs only on the few pairs that can match and the
+// pass allocates only for those. Malformed lines are counted, not fatal: one bad line must not
+// hide every other alias.
 func resolveFromAliasFile(data []byte, modaliases []string) (found, specific map[string][]string, bad int) {
-	sorted := sortUnique(append([]string(nil), modaliases...))
-	found, specific = make(map[string][]string), make(map[string][]string)
+	q := newAliasQuery(modaliases)
+	sorted := q.keys
+	byKey, specByKey := make(map[string][]string), make(map[string][]string)
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -88,38 +196,35 @@ func resolveFromAliasFile(data []byte, modaliases []string) (found, specific map
 			continue
 		}
 		prefix := literalPrefixBytes(pattern)
-		first := sort.Search(len(sorted), func(i int) bool { return compareBytes(sorted[i], prefix) >= 0 })
-		var patternString string
-		for _, m := range sorted[first:] {
-			if !hasPrefixBytes(m, prefix) {
+		first := sort.Search(len(sorted), func(i int) bool { return compareAliasPrefix(sorted[i], prefix) >= 0 })
+		var normalized string
+		for i, m := range sorted[first:] {
+			if !hasAliasPrefix(m, prefix) {
 				break
 			}
-			if patternString == "" {
-				patternString = string(pattern)
+			if i == 0 {
+				if normalized, ok = normalizeAlias(string(pattern)); !ok {
+					break // depmod leaves it out of modules.alias.bin
+				}
 			}
-			if Match(patternString, m) {
+			if Match(normalized, m) {
 				name := normalizeName(string(module))
-				found[m] = append(found[m], name)
-				if NamesProduct(patternString) {
-					specific[m] = append(specific[m], name)
+				byKey[m] = append(byKey[m], name)
+				if NamesProduct(normalized) {
+					specByKey[m] = append(specByKey[m], name)
 				}
 			}
 		}
 	}
-	for m, mods := range found {
-		found[m] = sortUnique(mods)
-	}
-	for m, mods := range specific {
-		specific[m] = sortUnique(mods)
-	}
-	return found, specific, bad
+	return q.results(byKey), q.results(specByKey), bad
 }
 
 // splitAliasLine splits a trimmed "alias <pattern> <module>" line (fields separated by blanks)
-// without allocating: it runs once per line of a 26,000-line file on every boot.
+// without allocating: it runs once per line of a 26,000-line file on every boot. A NUL byte
+// makes the line malformed: depmod writes C strings.
 func splitAliasLine(line []byte) (pattern, module []byte, ok bool) {
 	rest, found := bytes.CutPrefix(line, []byte("alias"))
-	if !found || len(rest) == 0 || !isBlank(rest[0]) {
+	if !found || len(rest) == 0 || !isBlank(rest[0]) || bytes.IndexByte(rest, 0) >= 0 {
 		return nil, nil, false
 	}
 	rest = bytes.TrimLeft(rest, " \t")
@@ -151,22 +256,27 @@ func literalPrefixBytes(pattern []byte) []byte {
 	return pattern
 }
 
-// compareBytes is strings.Compare(s, string(b)) without converting b.
-func compareBytes(s string, b []byte) int {
-	n := min(len(s), len(b))
+// compareAliasPrefix is strings.Compare(s, normalizeAlias(prefix)) for a literal prefix (no
+// brackets: '-' becomes '_'), without converting prefix.
+func compareAliasPrefix(s string, prefix []byte) int {
+	n := min(len(s), len(prefix))
 	for i := 0; i < n; i++ {
-		if s[i] != b[i] {
-			if s[i] < b[i] {
+		c := prefix[i]
+		if c == '-' {
+			c = '_'
+		}
+		if s[i] != c {
+			if s[i] < c {
 				return -1
 			}
 			return 1
 		}
 	}
-	return len(s) - len(b)
+	return len(s) - len(prefix)
 }
 
-func hasPrefixBytes(s string, prefix []byte) bool {
-	return len(s) >= len(prefix) && compareBytes(s[:len(prefix)], prefix) == 0
+func hasAliasPrefix(s string, prefix []byte) bool {
+	return len(s) >= len(prefix) && compareAliasPrefix(s[:len(prefix)], prefix) == 0
 }
 
 // builtinModinfo is modules.builtin.modinfo: NUL-separated "<module>.<key>=<value>" records

@@ -67,6 +67,7 @@ func TestCompressedModules(t *testing.T) {
 			must(t, os.WriteFile(filepath.Join(modDir, "modules.dep"), dep.Bytes(), 0o644))
 			ck, err := Open(vfs.NewPathFS(vfs.OSFS, root), testkernel.Release)
 			must(t, err)
+			defer ck.Close()
 			for name := range src {
 				got, err := ck.Firmware(name)
 				must(t, err)

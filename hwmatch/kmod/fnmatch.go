@@ -12,6 +12,11 @@ package kmod
 // filepath.Match stop '*' at '/', and the fnmatch packages on the proxy are unmaintained.
 // A malformed pattern (an unterminated '[') matches '[' literally, as glibc does.
 func Match(pattern, s string) bool {
+	return match(pattern, s)
+}
+
+// match is Match for a pattern held in a string or, during an index walk, in a byte slice.
+func match[P string | []byte](pattern P, s string) bool {
 	// Iterative matcher with single-star backtracking: O(len(pattern)*len(s)) worst case, no
 	// recursion, so a hostile pattern cannot blow the stack.
 	p, i := 0, 0
@@ -74,7 +79,7 @@ func Match(pattern, s string) bool {
 
 // matchBracket matches c against the bracket expression starting at pattern[start] == '['.
 // valid is false when the expression has no closing ']'.
-func matchBracket(pattern string, start int, c byte) (matched bool, next int, valid bool) {
+func matchBracket[P string | []byte](pattern P, start int, c byte) (matched bool, next int, valid bool) {
 	p := start + 1
 	negate := false
 	if p < len(pattern) && (pattern[p] == '!' || pattern[p] == '^') {

@@ -1,6 +1,9 @@
 // Package kmod reads a kernel's module metadata the way kmod does: which modules serve a
-// modalias (modules.alias, modules.builtin.modinfo) and which firmware files each module declares
-// (the .modinfo section of the module file, modules.builtin.modinfo for built-in modules).
+// modalias (modules.alias.bin, modules.builtin.modinfo) and which firmware files each module
+// declares (the .modinfo section of the module file, found through modules.dep.bin;
+// modules.builtin.modinfo for built-in modules). depmod's binary indexes are memory-mapped, so
+// a lookup reads only the pages of the trie nodes it walks; where they are missing or malformed
+// the text files modules.alias and modules.dep answer instead, alike.
 package kmod
 
 import (
@@ -15,7 +18,9 @@ import (
 	vfs "github.com/twpayne/go-vfs/v4"
 )
 
-// Kernel is one kernel release's module metadata under a root.
+// Kernel is one kernel release's module metadata under a root. It may hold memory-mapped
+// indexes: Close releases them once the Kernel is no longer needed. A Kernel is not safe for
+// concurrent use.
 type Kernel struct {
 	Release string
 	// Dir is the modules directory as seen under the root, e.g. /lib/modules/6.1.0-56-amd64.
@@ -23,13 +28,21 @@ type Kernel struct {
 	// Warnings lists metadata that was missing or malformed; lookups still answer from the rest.
 	Warnings []string
 
-	fsys           vfs.FS
-	aliasFile      []byte // modules.alias, scanned per Resolve
+	fsys   vfs.FS
+	closed bool
+
+	aliasIndex     *index // modules.alias.bin; nil when missing or unusable
+	aliasFile      []byte // modules.alias, read on first use when aliasIndex is nil
+	aliasFileRead  bool
+	aliasMissing   bool // modules.alias is missing too, and a warning says so
 	badAliasLines  int
 	builtinAliases *aliasIndex
 	builtin        *builtinModinfo
-	paths          map[string]string // module name -> file path under Dir (from modules.dep)
-	firmware       map[string][]string
+
+	depIndex      *index // modules.dep.bin, opened on first use; nil when missing or unusable
+	depIndexTried bool
+	paths         map[string]string // module name -> file path under Dir (from modules.dep)
+	firmware      map[string][]string
 }
 
 // ModuleDirs are the places a kernel's modules live, in the order kmod searches them on a
@@ -37,7 +50,10 @@ type Kernel struct {
 var ModuleDirs = []string{"/lib/modules", "/usr/lib/modules"}
 
 // Open reads the metadata of kernel release under fsys. A missing modules directory is an error
-// wrapping fs.ErrNotExist; missing or malformed files inside it become Warnings.
+// wrapping fs.ErrNotExist; missing or malformed files inside it become Warnings. The binary
+// indexes are memory-mapped where fsys shows the real file system (vfs.OSFS, a vfs.PathFS over
+// it) and read into memory otherwise. The caller should Close the Kernel when done with it (a
+// Kernel dropped unclosed has its mappings released by the garbage collector, later).
 func Open(fsys vfs.FS, release string) (*Kernel, error) {
 	if release == "" || strings.ContainsAny(release, "/\x00") || release == "." || release == ".." {
 		return nil, fmt.Errorf("kernel release %q is not a valid directory name", release)
@@ -60,8 +76,13 @@ func Open(fsys vfs.FS, release string) (*Kernel, error) {
 			release, strings.Join(ModuleDirs, ", "), fs.ErrNotExist)
 	}
 
-	if data, err := k.readMeta("modules.alias"); err == nil {
-		k.aliasFile = data
+	k.aliasIndex = k.openIndex("modules.alias.bin", "modules.alias")
+	if k.aliasIndex == nil {
+		// modules.alias is read on first use; a missing one is reported now, as always.
+		if _, err := fsys.Stat(path.Join(k.Dir, "modules.alias")); errors.Is(err, fs.ErrNotExist) {
+			k.aliasMissing = true
+			k.warnMissing(path.Join(k.Dir, "modules.alias"))
+		}
 	}
 	if data, err := k.readMeta("modules.builtin.modinfo"); err == nil {
 		k.builtin = parseBuiltinModinfo(data, k.builtinAliases)
@@ -76,12 +97,66 @@ func (k *Kernel) readMeta(name string) ([]byte, error) {
 	data, err := k.fsys.ReadFile(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			k.warn("%s is missing (run depmod %s): lookups that need it find nothing", p, k.Release)
+			k.warnMissing(p)
 		} else {
 			k.warn("%s: %v", p, err)
 		}
 	}
 	return data, err
+}
+
+func (k *Kernel) warnMissing(p string) {
+	k.warn("%s is missing (run depmod %s): lookups that need it find nothing", p, k.Release)
+}
+
+// openIndex opens the binary index name, nil when it is missing (silently: initramfs tools and
+// test trees often ship only the text files) or unusable (with a warning naming the text file
+// used instead).
+func (k *Kernel) openIndex(name, text string) *index {
+	if k.closed {
+		return nil
+	}
+	p := path.Join(k.Dir, name)
+	x, err := openIndex(k.fsys, p)
+	if err != nil {
+		if !errors.Is(err, errNoIndex) {
+			k.indexWarning(p, text, err)
+		}
+		return nil
+	}
+	return x
+}
+
+func (k *Kernel) indexWarning(p, text string, err error) {
+	k.warn("%s: %v; reading %s instead", p, err, text)
+}
+
+// dropIndex closes an index found malformed during a lookup, warning that the text file text
+// answers from now on.
+func (k *Kernel) dropIndex(x **index, name, text string, err error) {
+	k.indexWarning(path.Join(k.Dir, name), text, err)
+	if cerr := (*x).close(); cerr != nil {
+		k.warn("%s: %v", path.Join(k.Dir, name), cerr)
+	}
+	*x = nil
+}
+
+// Close releases the memory-mapped indexes. Nothing the Kernel returned refers to them, so
+// answers stay valid; but the Kernel must not be used for lookups afterwards (they would
+// re-read the text files). A second Close does nothing.
+func (k *Kernel) Close() error {
+	k.closed = true
+	k.depIndexTried = true // do not reopen it
+	var errs []error
+	for _, x := range []**index{&k.aliasIndex, &k.depIndex} {
+		if *x != nil {
+			if err := (*x).close(); err != nil {
+				errs = append(errs, err)
+			}
+			*x = nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (k *Kernel) warn(format string, args ...any) {
@@ -102,16 +177,38 @@ func (k *Kernel) Resolve(modaliases []string) map[string][]string {
 // for that device, as opposed to catch-all entries such as amdgpu's PCI_ANY_ID one for future
 // ASICs (drivers/gpu/drm/amd/amdgpu/amdgpu_drv.c, pciidlist).
 func (k *Kernel) ResolveSpecific(modaliases []string) (found, specific map[string][]string) {
-	found, specific, bad := resolveFromAliasFile(k.aliasFile, modaliases)
-	if bad > 0 && k.badAliasLines == 0 {
-		k.warn("%s/modules.alias: %d malformed lines skipped", k.Dir, bad)
+	if k.aliasIndex != nil {
+		var err error
+		if found, specific, err = resolveFromIndex(k.aliasIndex, modaliases); err != nil {
+			k.dropIndex(&k.aliasIndex, "modules.alias.bin", "modules.alias", err)
+			found, specific = nil, nil
+		}
 	}
-	k.badAliasLines = bad
+	if found == nil {
+		if !k.aliasFileRead {
+			k.aliasFileRead = true
+			if k.aliasMissing {
+				k.aliasFile, _ = k.fsys.ReadFile(path.Join(k.Dir, "modules.alias"))
+			} else {
+				k.aliasFile, _ = k.readMeta("modules.alias")
+			}
+		}
+		var bad int
+		found, specific, bad = resolveFromAliasFile(k.aliasFile, modaliases)
+		if bad > 0 && k.badAliasLines == 0 {
+			k.warn("%s/modules.alias: %d malformed lines skipped", k.Dir, bad)
+		}
+		k.badAliasLines = bad
+	}
 	for _, m := range modaliases {
 		if m == "" || len(found[m]) > 0 {
 			continue
 		}
-		if mods, spec := k.builtinAliases.lookup(m); len(mods) > 0 {
+		key, ok := normalizeAlias(m)
+		if !ok {
+			continue
+		}
+		if mods, spec := k.builtinAliases.lookup(key); len(mods) > 0 {
 			found[m], specific[m] = mods, spec
 		}
 	}
@@ -180,18 +277,42 @@ func (k *Kernel) readModuleFirmware(file string) ([]string, error) {
 	return modinfoValues(bytes.NewReader(elfData), "firmware")
 }
 
-// modulePath finds a module's file through modules.dep, read on first use: most runs only need
-// the few modules that match the machine's devices.
+// modulePath finds a module's file (module is a normalized name) through modules.dep.bin,
+// opened on first use, as libkmod does (kmod_search_moddep); without a usable one, through
+// modules.dep, read whole on first use: most runs only need the few modules that match the
+// machine's devices.
 func (k *Kernel) modulePath(module string) (string, error) {
-	if k.paths == nil {
-		k.paths = make(map[string]string)
-		if data, err := k.readMeta("modules.dep"); err == nil {
-			k.paths = parseModulesDep(data)
+	if !k.depIndexTried {
+		k.depIndexTried = true
+		k.depIndex = k.openIndex("modules.dep.bin", "modules.dep")
+	}
+	var rel string
+	if k.depIndex != nil {
+		// The value is "kernel/.../foo.ko.xz: dep.ko ...".
+		line, ok, err := k.depIndex.lookup(module)
+		if err == nil {
+			if !ok {
+				return "", fmt.Errorf("module %s: not in %s/modules.dep: %w", module, k.Dir, fs.ErrNotExist)
+			}
+			rel, _, _ = strings.Cut(line, ":")
+			if rel == "" {
+				return "", fmt.Errorf("module %s: %s/modules.dep.bin gives no file", module, k.Dir)
+			}
+		} else {
+			k.dropIndex(&k.depIndex, "modules.dep.bin", "modules.dep", err)
 		}
 	}
-	rel, ok := k.paths[module]
-	if !ok {
-		return "", fmt.Errorf("module %s: not in %s/modules.dep: %w", module, k.Dir, fs.ErrNotExist)
+	if rel == "" {
+		if k.paths == nil {
+			k.paths = make(map[string]string)
+			if data, err := k.readMeta("modules.dep"); err == nil {
+				k.paths = parseModulesDep(data)
+			}
+		}
+		var ok bool
+		if rel, ok = k.paths[module]; !ok {
+			return "", fmt.Errorf("module %s: not in %s/modules.dep: %w", module, k.Dir, fs.ErrNotExist)
+		}
 	}
 	if path.IsAbs(rel) { // very old depmod wrote absolute paths
 		return rel, nil

@@ -23,8 +23,13 @@ func debianKernel(t *testing.T) (*Kernel, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { k.Close() })
 	if len(k.Warnings) > 0 {
 		t.Fatalf("warnings on a complete kernel tree: %v", k.Warnings)
+	}
+	// The comparisons with kmod go through depmod's binary index, memory-mapped.
+	if k.aliasIndex == nil || !k.aliasIndex.mapped {
+		t.Fatal("modules.alias.bin is not mapped")
 	}
 	return k, dir
 }
@@ -32,10 +37,18 @@ func debianKernel(t *testing.T) (*Kernel, string) {
 // concreteModalias turns an alias pattern into one string it matches: '*' matches nothing, '?'
 // and bracket expressions take a character they accept.
 func concreteModalias(pattern string) string {
+	return concreteModaliasWith(pattern, func(int) string { return "" })
+}
+
+// concreteModaliasWith is concreteModalias with the i-th '*' of the pattern replaced by star(i).
+func concreteModaliasWith(pattern string, star func(i int) string) string {
 	var b strings.Builder
+	stars := 0
 	for i := 0; i < len(pattern); i++ {
 		switch c := pattern[i]; c {
 		case '*':
+			b.WriteString(star(stars))
+			stars++
 		case '?':
 			b.WriteByte('0')
 		case '[':
@@ -158,6 +171,9 @@ func TestFirmwareAgreesWithModinfo(t *testing.T) {
 		if (len(got) > 0 || len(want) > 0) && !reflect.DeepEqual(got, want) {
 			t.Errorf("Firmware(%s) = %v, modinfo says %v", m, got, want)
 		}
+	}
+	if k.depIndex == nil || !k.depIndex.mapped {
+		t.Error("the modules were not found through a mapped modules.dep.bin")
 	}
 	t.Logf("%d modules compared, %d declare firmware", len(modules), withFirmware)
 	if withFirmware < 50 {

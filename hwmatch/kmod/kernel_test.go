@@ -25,6 +25,7 @@ func TestResolvePrefersLoadableModulesLikeKmod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer k.Close()
 	if k.Dir != "/usr/lib/modules/6.9.0" {
 		t.Errorf("Dir = %q: /usr/lib/modules must be searched when /lib/modules has no such release", k.Dir)
 	}
