@@ -26,6 +26,7 @@ import (
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
 	"github.com/kairos-io/kairos-firmware/hwmatch/fakesys"
+	"github.com/kairos-io/kairos-firmware/hwmatch/kmod/kmodtest"
 	"github.com/kairos-io/kairos-firmware/manifests"
 	"github.com/kairos-io/kairos-firmware/stages/apply"
 	"github.com/kairos-io/kairos-firmware/stages/merge"
@@ -573,6 +574,9 @@ func writeModules(b *testing.B, dir string, drivers []*benchDriver) {
 	}
 	writeFile(b, filepath.Join(dir, "modules.alias"), alias.Bytes())
 	writeFile(b, filepath.Join(dir, "modules.dep"), dep.Bytes())
+	// And their indexes, as depmod writes them beside (what detect reads first).
+	writeFile(b, filepath.Join(dir, "modules.alias.bin"), kmodtest.AliasIndex(alias.Bytes(), true))
+	writeFile(b, filepath.Join(dir, "modules.dep.bin"), kmodtest.DepIndex(dep.Bytes(), true))
 	writeFile(b, filepath.Join(dir, "modules.builtin.modinfo"), builtin.Bytes())
 	for _, ko := range []string{"kernel/drivers/usb/host/xhci-pci.ko", "kernel/drivers/usb/core/usbcore.ko"} {
 		writeFile(b, filepath.Join(dir, ko), read(ko))

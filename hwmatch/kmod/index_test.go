@@ -14,169 +14,9 @@ import (
 
 	vfs "github.com/twpayne/go-vfs/v4"
 
+	"github.com/kairos-io/kairos-firmware/hwmatch/kmod/kmodtest"
 	"github.com/kairos-io/kairos-firmware/tests/testkernel"
 )
-
-// testTrie is depmod's in-memory index (tools/depmod.c: index_insert, index_add_value) with a
-// writer for both layouts of the file: pre-order (kmod >= 34, index_write) and post-order
-// (earlier versions). The tests write small indexes with it.
-type testTrie struct {
-	prefix   string
-	children map[byte]*testTrie
-	values   []testValue
-}
-
-type testValue struct {
-	priority uint32
-	value    string
-}
-
-type testEntry struct {
-	key, value string
-	priority   uint32
-}
-
-func buildTestIndex(entries []testEntry, preOrder bool) []byte {
-	root := &testTrie{}
-	for _, e := range entries {
-		root.insert(e.key, e.value, e.priority)
-	}
-	return root.write(preOrder)
-}
-
-func (n *testTrie) insert(key, value string, priority uint32) {
-	i := 0
-	for {
-		for j := 0; j < len(n.prefix); j++ {
-			if i+j >= len(key) || n.prefix[j] != key[i+j] {
-				// Split: the node keeps prefix[:j], a new child at prefix[j] takes the rest.
-				rest := &testTrie{prefix: n.prefix[j+1:], children: n.children, values: n.values}
-				n.children, n.values = map[byte]*testTrie{n.prefix[j]: rest}, nil
-				n.prefix = n.prefix[:j]
-				break
-			}
-		}
-		i += len(n.prefix)
-		if i == len(key) {
-			n.addValue(value, priority)
-			return
-		}
-		c := key[i]
-		child := n.children[c]
-		if child == nil {
-			if n.children == nil {
-				n.children = map[byte]*testTrie{}
-			}
-			child = &testTrie{prefix: key[i+1:]}
-			child.addValue(value, priority)
-			n.children[c] = child
-			return
-		}
-		n, i = child, i+1
-	}
-}
-
-// addValue inserts before the first value of the same or a higher priority, as depmod does.
-func (n *testTrie) addValue(value string, priority uint32) {
-	k := 0
-	for k < len(n.values) && n.values[k].priority < priority {
-		k++
-	}
-	n.values = slices.Insert(n.values, k, testValue{priority, value})
-}
-
-func (n *testTrie) chars() []byte {
-	var cs []byte
-	for c := range n.children {
-		cs = append(cs, c)
-	}
-	slices.Sort(cs)
-	return cs
-}
-
-func (n *testTrie) mask() uint32 {
-	var m uint32
-	if n.prefix != "" {
-		m |= nodePrefix
-	}
-	if len(n.children) > 0 {
-		m |= nodeChildren
-	}
-	if len(n.values) > 0 {
-		m |= nodeValues
-	}
-	return m
-}
-
-// fields encodes the node itself, children given by character.
-func (n *testTrie) fields(refs map[byte]uint32) []byte {
-	var b []byte
-	if n.prefix != "" {
-		b = append(append(b, n.prefix...), 0)
-	}
-	if cs := n.chars(); len(cs) > 0 {
-		first, last := cs[0], cs[len(cs)-1]
-		b = append(b, first, last)
-		for c := int(first); c <= int(last); c++ {
-			b = binary.BigEndian.AppendUint32(b, refs[byte(c)])
-		}
-	}
-	if len(n.values) > 0 {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(n.values)))
-		for _, v := range n.values {
-			b = binary.BigEndian.AppendUint32(b, v.priority)
-			b = append(append(b, v.value...), 0)
-		}
-	}
-	return b
-}
-
-func (n *testTrie) total() int {
-	t := len(n.fields(nil))
-	for _, c := range n.children {
-		t += c.total()
-	}
-	return t
-}
-
-func (n *testTrie) write(preOrder bool) []byte {
-	out := binary.BigEndian.AppendUint32(nil, indexMagic)
-	out = binary.BigEndian.AppendUint32(out, indexVersionMajor<<16|1)
-	out = append(out, 0, 0, 0, 0)
-	var root uint32
-	if preOrder {
-		root = indexHeaderSize | n.mask()
-		out = n.writePre(out)
-	} else {
-		out, root = n.writePost(out)
-	}
-	binary.BigEndian.PutUint32(out[8:], root)
-	return out
-}
-
-func (n *testTrie) writePre(out []byte) []byte {
-	refs := map[byte]uint32{}
-	next := uint32(len(out) + len(n.fields(nil)))
-	for _, c := range n.chars() {
-		child := n.children[c]
-		refs[c] = next | child.mask()
-		next += uint32(child.total())
-	}
-	out = append(out, n.fields(refs)...)
-	for _, c := range n.chars() {
-		out = n.children[c].writePre(out)
-	}
-	return out
-}
-
-func (n *testTrie) writePost(out []byte) ([]byte, uint32) {
-	refs := map[byte]uint32{}
-	for _, c := range n.chars() {
-		out, refs[c] = n.children[c].writePost(out)
-	}
-	off := uint32(len(out))
-	return append(out, n.fields(refs)...), off | n.mask()
-}
 
 // indexEntries lists an index's keys and values as "key value priority" lines, sorted.
 func indexEntries(t testing.TB, x *index) []string {
@@ -191,11 +31,11 @@ func indexEntries(t testing.TB, x *index) []string {
 
 // bruteWild is lookupWild's answer computed from the index's entries: every value whose
 // pattern Match-es key.
-func bruteWild(entries []testEntry, key string) []string {
+func bruteWild(entries []kmodtest.Entry, key string) []string {
 	var out []string
 	for _, e := range entries {
-		if Match(e.key, key) {
-			out = append(out, e.key+"\x00"+e.value)
+		if Match(e.Key, key) {
+			out = append(out, e.Key+"\x00"+e.Value)
 		}
 	}
 	sort.Strings(out)
@@ -212,19 +52,19 @@ func wildStrings(matches []indexMatch) []string {
 }
 
 // randomEntries makes keys that share prefixes and hold wildcards, dashes and brackets.
-func randomEntries(r *rand.Rand, n int) []testEntry {
+func randomEntries(r *rand.Rand, n int) []kmodtest.Entry {
 	const alphabet = "ab01:-_*?[]!\\"
-	var entries []testEntry
+	var entries []kmodtest.Entry
 	for i := 0; i < n; i++ {
 		var key []byte
 		if i > 0 && r.IntN(2) == 0 { // extend or cut an earlier key
-			prev := entries[r.IntN(len(entries))].key
+			prev := entries[r.IntN(len(entries))].Key
 			key = []byte(prev[:r.IntN(len(prev)+1)])
 		}
 		for k := r.IntN(6); k > 0; k-- {
 			key = append(key, alphabet[r.IntN(len(alphabet))])
 		}
-		entries = append(entries, testEntry{string(key), fmt.Sprintf("mod%d", r.IntN(5)), uint32(r.IntN(4))})
+		entries = append(entries, kmodtest.Entry{Key: string(key), Value: fmt.Sprintf("mod%d", r.IntN(5)), Priority: uint32(r.IntN(4))})
 	}
 	return entries
 }
@@ -238,11 +78,11 @@ func TestIndexRoundTrip(t *testing.T) {
 		}
 		var want []string
 		for _, e := range entries {
-			want = append(want, fmt.Sprintf("%s %s %d", e.key, e.value, e.priority))
+			want = append(want, fmt.Sprintf("%s %s %d", e.Key, e.Value, e.Priority))
 		}
 		sort.Strings(want)
 		for _, preOrder := range []bool{true, false} {
-			x, err := parseIndex(buildTestIndex(entries, preOrder))
+			x, err := parseIndex(kmodtest.Index(entries, preOrder))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -258,23 +98,23 @@ func TestIndexRoundTrip(t *testing.T) {
 			for _, e := range entries {
 				want := e
 				for _, f := range entries {
-					if f.key == e.key && f.priority <= want.priority {
+					if f.Key == e.Key && f.Priority <= want.Priority {
 						want = f
 					}
 				}
-				got, ok, err := x.lookup(e.key)
-				if err != nil || !ok || got != want.value {
-					t.Fatalf("lookup(%q) = %q, %v, %v; want %q", e.key, got, ok, err, want.value)
+				got, ok, err := x.lookup(e.Key)
+				if err != nil || !ok || got != want.Value {
+					t.Fatalf("lookup(%q) = %q, %v, %v; want %q", e.Key, got, ok, err, want.Value)
 				}
 			}
 			// Wildcard lookup agrees with Match on every key, on keys the patterns match and
 			// on random ones.
 			probes := []string{"", "a", "zz"}
 			for _, e := range entries {
-				probes = append(probes, e.key, concreteModalias(sanitizeBrackets(e.key)))
+				probes = append(probes, e.Key, concreteModalias(sanitizeBrackets(e.Key)))
 			}
 			for k := 0; k < 20; k++ {
-				probes = append(probes, string(randomEntries(r, 1)[0].key))
+				probes = append(probes, string(randomEntries(r, 1)[0].Key))
 			}
 			for _, p := range probes {
 				got, err := x.lookupWild(p)
@@ -315,21 +155,21 @@ func fixtureIndex(name string) []byte {
 }
 
 func FuzzIndex(f *testing.F) {
-	small := []testEntry{
-		{"pci:v00008086d*sv*sd*bc*sc*i*", "e1000e", 1},
-		{"pci:v00008086d000010D3sv*sd*bc*sc*i*", "e1000e", 1},
-		{"usb:v0BDAp8179d*dc*dsc*dp*ic*isc*ip*in*", "r8188eu", 2},
-		{"usb:v0BDAp*d*dc*dsc*dp*icFFiscFFipFFin*", "rtl8xxxu", 3},
-		{"of:N*T*Cfsl,imx6q_uart", "imx", 4},
-		{"acpi*:PNP0C0A:*", "battery", 5},
-		{"usb:v13FDp3940d0[0-2]*dc*", "ums_alauda", 6},
-		{"fs_tracefs", "tracefs", 0},
+	small := []kmodtest.Entry{
+		{Key: "pci:v00008086d*sv*sd*bc*sc*i*", Value: "e1000e", Priority: 1},
+		{Key: "pci:v00008086d000010D3sv*sd*bc*sc*i*", Value: "e1000e", Priority: 1},
+		{Key: "usb:v0BDAp8179d*dc*dsc*dp*ic*isc*ip*in*", Value: "r8188eu", Priority: 2},
+		{Key: "usb:v0BDAp*d*dc*dsc*dp*icFFiscFFipFFin*", Value: "rtl8xxxu", Priority: 3},
+		{Key: "of:N*T*Cfsl,imx6q_uart", Value: "imx", Priority: 4},
+		{Key: "acpi*:PNP0C0A:*", Value: "battery", Priority: 5},
+		{Key: "usb:v13FDp3940d0[0-2]*dc*", Value: "ums_alauda", Priority: 6},
+		{Key: "fs_tracefs", Value: "tracefs", Priority: 0},
 	}
 	for _, preOrder := range []bool{true, false} {
-		data := buildTestIndex(small, preOrder)
+		data := kmodtest.Index(small, preOrder)
 		f.Add(data, "pci:v00008086d000010D3sv00001028sd00000000bc02sc00i00")
 		f.Add(data, "usb:v13FDp3940d0100dc00")
-		f.Add(buildTestIndex(nil, preOrder), "")
+		f.Add(kmodtest.Index(nil, preOrder), "")
 	}
 	// Real depmod output, small enough to mutate: the built-in indexes of the test kernel.
 	for _, name := range []string{"modules.builtin.alias.bin", "modules.builtin.bin"} {
@@ -345,10 +185,10 @@ func FuzzIndex(f *testing.F) {
 		// Whatever the data, lookups answer or fail; they never panic or loop.
 		_, _, _ = x.lookup(key)
 		_, _ = x.lookupWild(key)
-		var entries []testEntry
+		var entries []kmodtest.Entry
 		firstValue := map[string]string{}
 		if err := x.each(func(k, v string, p uint32) {
-			entries = append(entries, testEntry{k, v, p})
+			entries = append(entries, kmodtest.Entry{Key: k, Value: v, Priority: p})
 			if _, seen := firstValue[k]; !seen {
 				firstValue[k] = v
 			}
@@ -365,7 +205,7 @@ func FuzzIndex(f *testing.F) {
 		probes := []string{key}
 		for i, e := range entries {
 			if i < 8 {
-				probes = append(probes, e.key)
+				probes = append(probes, e.Key)
 			}
 		}
 		for _, p := range probes {
@@ -429,10 +269,10 @@ func corruptions(t *testing.T, data []byte) map[string][]byte {
 
 func TestIndexRejectsMalformed(t *testing.T) {
 	// No empty key: the root has no values of its own, "too many values" gives it some.
-	entries := slices.DeleteFunc(randomEntries(rand.New(rand.NewPCG(3, 4)), 60), func(e testEntry) bool { return e.key == "" })
-	entries = append(entries, testEntry{"a", "x", 0}, testEntry{"b", "y", 0})
+	entries := slices.DeleteFunc(randomEntries(rand.New(rand.NewPCG(3, 4)), 60), func(e kmodtest.Entry) bool { return e.Key == "" })
+	entries = append(entries, kmodtest.Entry{Key: "a", Value: "x", Priority: 0}, kmodtest.Entry{Key: "b", Value: "y", Priority: 0})
 	for _, preOrder := range []bool{true, false} {
-		data := buildTestIndex(entries, preOrder)
+		data := kmodtest.Index(entries, preOrder)
 		// The root's prefix is empty ('a' and 'b' differ at once): its children slots sit
 		// right after the header in pre-order and at the file's end in post-order.
 		for name, bad := range corruptions(t, data) {
@@ -445,10 +285,10 @@ func TestIndexRejectsMalformed(t *testing.T) {
 				errs++
 			}
 			for _, e := range entries {
-				if _, _, err := x.lookup(e.key); err != nil {
+				if _, _, err := x.lookup(e.Key); err != nil {
 					errs++
 				}
-				if _, err := x.lookupWild(e.key); err != nil {
+				if _, err := x.lookupWild(e.Key); err != nil {
 					errs++
 				}
 			}
@@ -463,7 +303,7 @@ func TestIndexRejectsMalformed(t *testing.T) {
 func TestIndexSurvivesBitFlips(t *testing.T) {
 	entries := randomEntries(rand.New(rand.NewPCG(5, 6)), 12)
 	for _, preOrder := range []bool{true, false} {
-		data := buildTestIndex(entries, preOrder)
+		data := kmodtest.Index(entries, preOrder)
 		for bit := 0; bit < 8*len(data); bit++ {
 			bad := slices.Clone(data)
 			bad[bit/8] ^= 1 << (bit % 8)
@@ -473,8 +313,8 @@ func TestIndexSurvivesBitFlips(t *testing.T) {
 			}
 			_ = x.each(func(string, string, uint32) {})
 			for _, e := range entries {
-				_, _, _ = x.lookup(e.key)
-				_, _ = x.lookupWild(e.key)
+				_, _, _ = x.lookup(e.Key)
+				_, _ = x.lookupWild(e.Key)
 			}
 		}
 	}
@@ -511,10 +351,10 @@ func TestIndexDebianMatchesTextFiles(t *testing.T) {
 	}
 	sort.Strings(want)
 	var got []string
-	var entries []testEntry
+	var entries []kmodtest.Entry
 	must(t, aliasIdx.each(func(k, v string, p uint32) {
 		got = append(got, k+" "+v)
-		entries = append(entries, testEntry{k, v, p})
+		entries = append(entries, kmodtest.Entry{Key: k, Value: v, Priority: p})
 	}))
 	sort.Strings(got)
 	if len(got) < 20000 || !reflect.DeepEqual(got, want) {
@@ -541,7 +381,7 @@ func TestIndexDebianMatchesTextFiles(t *testing.T) {
 		t.Errorf("modules.dep.bin holds %d modules, modules.dep %d", depCount, deps)
 	}
 
-	pre, err := parseIndex(buildTestIndex(entries, true))
+	pre, err := parseIndex(kmodtest.Index(entries, true))
 	must(t, err)
 	if aliasIdx.preOrder || !pre.preOrder {
 		t.Fatalf("layouts: Debian's preOrder=%v, rewritten preOrder=%v", aliasIdx.preOrder, pre.preOrder)
@@ -550,7 +390,7 @@ func TestIndexDebianMatchesTextFiles(t *testing.T) {
 		if i%50 != 0 {
 			continue
 		}
-		key := concreteModalias(e.key)
+		key := concreteModalias(e.Key)
 		a, err1 := aliasIdx.lookupWild(key)
 		b, err2 := pre.lookupWild(key)
 		if err1 != nil || err2 != nil || !reflect.DeepEqual(wildStrings(a), wildStrings(b)) || len(a) == 0 {

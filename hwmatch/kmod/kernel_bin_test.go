@@ -13,6 +13,7 @@ import (
 
 	vfs "github.com/twpayne/go-vfs/v4"
 
+	"github.com/kairos-io/kairos-firmware/hwmatch/kmod/kmodtest"
 	"github.com/kairos-io/kairos-firmware/tests/testkernel"
 )
 
@@ -191,11 +192,11 @@ func smallTree(t *testing.T, preOrder bool) (root string, modaliases []string) {
 		{"crypto-hmac", "hmac"},
 	}
 	var text strings.Builder
-	var entries []testEntry
+	var entries []kmodtest.Entry
 	for i, a := range aliases {
 		fmt.Fprintf(&text, "alias %s %s\n", a[0], a[1])
 		p, _ := normalizeAlias(a[0])
-		entries = append(entries, testEntry{p, normalizeName(a[1]), uint32(i)})
+		entries = append(entries, kmodtest.Entry{Key: p, Value: normalizeName(a[1]), Priority: uint32(i)})
 		modaliases = append(modaliases, concreteModalias(a[0]), concreteModaliasWith(a[0], func(int) string { return "0A" }))
 	}
 	modaliases = append(modaliases, "crypto_hmac", "of:NuartT<NULL>Cfsl,imx6q_uart", "usb:v13FDp3940d0300dc00dsc00dp00ic00isc00ip00in00")
@@ -204,19 +205,19 @@ func smallTree(t *testing.T, preOrder bool) (root string, modaliases []string) {
 	must(t, os.MkdirAll(dir, 0o755))
 	write := func(name string, data []byte) { must(t, os.WriteFile(filepath.Join(dir, name), data, 0o644)) }
 	write("modules.alias", []byte(text.String()))
-	write("modules.alias.bin", buildTestIndex(entries, preOrder))
+	write("modules.alias.bin", kmodtest.Index(entries, preOrder))
 	var dep strings.Builder
-	var deps []testEntry
+	var deps []kmodtest.Entry
 	for i, m := range []string{"e1000e", "igb_extra", "xhci-pci", "nouveau", "r8188eu", "rtl8xxxu", "ums-alauda", "imx", "battery", "tracefs", "hmac"} {
 		line := fmt.Sprintf("kernel/drivers/%s.ko.xz:", m)
 		if i > 0 {
 			line += " kernel/drivers/e1000e.ko.xz"
 		}
 		fmt.Fprintln(&dep, line)
-		deps = append(deps, testEntry{normalizeName(m), line, uint32(i)})
+		deps = append(deps, kmodtest.Entry{Key: normalizeName(m), Value: line, Priority: uint32(i)})
 	}
 	write("modules.dep", []byte(dep.String()))
-	write("modules.dep.bin", buildTestIndex(deps, preOrder))
+	write("modules.dep.bin", kmodtest.Index(deps, preOrder))
 	// A built-in module answers only where no loadable one does.
 	write("modules.builtin.modinfo", []byte("builtin-x.alias=pci:v0000ABCDd*\x00builtin_y.alias=fs-tracefs\x00"))
 	modaliases = append(modaliases, "pci:v0000ABCDd00000001sv00000000sd00000000bc00sc00i00")
