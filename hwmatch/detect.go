@@ -100,6 +100,11 @@ func Detect(opts Options) (*Inventory, error) {
 			modaliases = append(modaliases, d.Modalias)
 		}
 		resolved, specific = inv.Kernel.ResolveSpecific(modaliases)
+		var modules []string
+		for _, mods := range resolved {
+			modules = append(modules, mods...)
+		}
+		inv.Kernel.Prefetch(modules)
 	}
 	for _, d := range inv.Devices {
 		if d.Driver != "" {

@@ -13,7 +13,9 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"runtime"
 	"strings"
+	"sync"
 
 	vfs "github.com/twpayne/go-vfs/v4"
 )
@@ -249,6 +251,53 @@ func (k *Kernel) Firmware(module string) ([]string, error) {
 	}
 	k.firmware[module] = fw
 	return fw, nil
+}
+
+// Prefetch reads the declared firmware of modules side by side, one module file per CPU, so
+// that Firmware answers them from memory: reading a module's .modinfo (a whole decompression
+// for a .ko.xz or .ko.zst) is most of what detect does once the devices are known. The module
+// files are found first, one after the other (the modules.dep index is not safe for concurrent
+// use). A module that cannot be read is left for Firmware to report.
+func (k *Kernel) Prefetch(modules []string) {
+	type job struct {
+		module, file string
+		fw           []string
+		ok           bool
+	}
+	var jobs []*job
+	seen := map[string]bool{}
+	for _, m := range modules {
+		m = normalizeName(m)
+		if _, done := k.firmware[m]; done || seen[m] || k.builtin.modules[m] {
+			continue
+		}
+		seen[m] = true
+		if file, err := k.modulePath(m); err == nil {
+			jobs = append(jobs, &job{module: m, file: file})
+		}
+	}
+	next := make(chan *job)
+	var wg sync.WaitGroup
+	for w := 0; w < min(runtime.GOMAXPROCS(0), len(jobs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				fw, err := k.readModuleFirmware(j.file)
+				j.fw, j.ok = fw, err == nil
+			}
+		}()
+	}
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	for _, j := range jobs {
+		if j.ok {
+			k.firmware[j.module] = j.fw
+		}
+	}
 }
 
 // readModuleFirmware reads the firmware= entries of a module file. An uncompressed module is
