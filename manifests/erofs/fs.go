@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/kairos-io/kairos-firmware/manifests/fsfile"
 )
 
 // FS is a read-only EROFS image. It is safe for concurrent use.
@@ -262,20 +264,11 @@ func (fl *file) ReadAt(p []byte, off int64) (int, error) { return fl.rd.ReadAt(p
 
 // Seek implements io.Seeker.
 func (fl *file) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		offset += fl.off
-	case io.SeekEnd:
-		offset += fl.info.ino.size
-	default:
-		return 0, fmt.Errorf("seek %s: invalid whence %d", fl.info.name, whence)
+	off, err := fsfile.Seek(fl.info.name, fl.off, fl.info.ino.size, offset, whence)
+	if err == nil {
+		fl.off = off
 	}
-	if offset < 0 {
-		return 0, fmt.Errorf("seek %s: negative offset %d", fl.info.name, offset)
-	}
-	fl.off = offset
-	return offset, nil
+	return off, err
 }
 
 // dirFile is an open directory.
@@ -300,17 +293,14 @@ func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 		}
 		d.ents, d.read = ents, true
 	}
-	if n > 0 && len(d.ents) == 0 {
-		return nil, io.EOF
+	page, err := fsfile.Page(&d.ents, n)
+	if err != nil {
+		return nil, err
 	}
-	if n <= 0 || n > len(d.ents) {
-		n = len(d.ents)
-	}
-	out := make([]fs.DirEntry, 0, n)
-	for _, e := range d.ents[:n] {
+	out := make([]fs.DirEntry, 0, len(page))
+	for _, e := range page {
 		out = append(out, &dirEntry{fs: d.fs, d: e})
 	}
-	d.ents = d.ents[n:]
 	return out, nil
 }
 
