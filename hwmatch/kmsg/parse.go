@@ -32,12 +32,14 @@ func Parse(r io.Reader) (*Log, error) {
 type parser struct {
 	log     Log
 	line    uint64
-	pending *pendingRecord
+	pending pendingRecord
 }
 
+// pendingRecord is the /dev/kmsg record held (held is false when there is none).
 type pendingRecord struct {
 	kmsgRecord
 	subsystem string
+	held      bool
 }
 
 // readLines feeds every line of r to the parser. A last line without a newline is ignored when
@@ -85,10 +87,11 @@ func skipRestOfLine(br *bufio.Reader) error {
 func (p *parser) feed(raw []byte) {
 	p.line++
 	raw = bytes.TrimRight(raw, "\r\n")
-	if p.pending != nil {
-		if key, value, ok := parseDictLine(string(raw)); ok {
-			if key == "SUBSYSTEM" {
-				p.pending.subsystem = unescapeKmsg(value)
+	if p.pending.held {
+		if key, value, ok := parseDictLine(raw); ok {
+			// Only a record kept for its message needs its subsystem.
+			if p.pending.message != "" && string(key) == "SUBSYSTEM" {
+				p.pending.subsystem = unescapeKmsg(string(value))
 			}
 			return
 		}
@@ -98,15 +101,14 @@ func (p *parser) feed(raw []byte) {
 	// Most lines are about something else: they skip the text parsing. Every message classify
 	// recognises contains one of eventWords.
 	interesting := mayReportEvent(raw)
-	if bytes.IndexByte(raw, ';') >= 0 {
-		if rec, ok := parseRecordHeader(string(raw)); ok {
-			if !interesting {
-				rec.message = ""
-			}
-			// Held even when uninteresting, so its continuation lines are not read as lines.
-			p.pending = &pendingRecord{kmsgRecord: rec}
-			return
+	if facility, seq, message, ok := parseRecordHeader(raw); ok {
+		// Held even when uninteresting, so its continuation lines are not read as lines;
+		// only an interesting message is copied out of the read buffer.
+		p.pending = pendingRecord{kmsgRecord: kmsgRecord{facility: facility, seq: seq}, held: true}
+		if interesting {
+			p.pending.message = string(message)
 		}
+		return
 	}
 	if !interesting {
 		return
@@ -135,11 +137,11 @@ func mayReportEvent(line []byte) bool {
 
 // flush classifies the held /dev/kmsg record.
 func (p *parser) flush() {
-	rec := p.pending
-	if rec == nil {
+	if !p.pending.held {
 		return
 	}
-	p.pending = nil
+	rec := p.pending
+	p.pending = pendingRecord{}
 	if rec.facility != kernelFacility || rec.message == "" {
 		return
 	}

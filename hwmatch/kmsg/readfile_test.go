@@ -143,13 +143,13 @@ func TestReadRecordsRealKmsg(t *testing.T) {
 	_, truncated, err := readRecords(f, maxInputBytes, func(record []byte) {
 		records++
 		first, _, _ := bytes.Cut(record, []byte{'\n'})
-		rec, ok := parseRecordHeader(string(first))
+		facility, _, message, ok := parseRecordHeader(first)
 		if !ok {
 			t.Errorf("record %d is not in the /dev/kmsg format: %q", records, first)
 			return
 		}
-		if strings.Contains(rec.message, marker) {
-			markerFacility = rec.facility
+		if bytes.Contains(message, []byte(marker)) {
+			markerFacility = facility
 		}
 	})
 	if err != nil {

@@ -1,8 +1,8 @@
 package kmsg
 
 import (
+	"bytes"
 	"encoding/hex"
-	"strconv"
 	"strings"
 )
 
@@ -19,44 +19,73 @@ type kmsgRecord struct {
 	message  string // still escaped
 }
 
-// parseRecordHeader reads a /dev/kmsg record line; ok is false for anything else.
-func parseRecordHeader(line string) (kmsgRecord, bool) {
-	header, message, found := strings.Cut(line, ";")
-	if !found {
-		return kmsgRecord{}, false
+// parseRecordHeader reads a /dev/kmsg record line; ok is false for anything else. The message
+// it returns is a part of line (still escaped): most records are of no interest, and only the
+// caller knows whether this one is worth a copy. Nothing here allocates: a boot's log has
+// thousands of records, read at every re-probe attempt.
+func parseRecordHeader(line []byte) (facility int, seq uint64, message []byte, ok bool) {
+	semi := bytes.IndexByte(line, ';')
+	if semi < 0 {
+		return 0, 0, nil, false
 	}
-	fields := strings.Split(header, ",")
-	if len(fields) < 4 {
-		return kmsgRecord{}, false
+	header, message := line[:semi], line[semi+1:]
+	var fields [3][]byte
+	for i := range fields {
+		comma := bytes.IndexByte(header, ',')
+		if comma < 0 {
+			return 0, 0, nil, false // fewer than four fields
+		}
+		fields[i], header = header[:comma], header[comma+1:]
 	}
-	prio, err := strconv.ParseUint(fields[0], 10, 16)
-	if err != nil {
-		return kmsgRecord{}, false
+	prio, ok := parseDecimal(fields[0], 1<<16-1)
+	if !ok {
+		return 0, 0, nil, false
 	}
-	seq, err := strconv.ParseUint(fields[1], 10, 64)
-	if err != nil {
-		return kmsgRecord{}, false
+	seq, ok = parseDecimal(fields[1], 1<<64-1)
+	if !ok {
+		return 0, 0, nil, false
 	}
-	if _, err := strconv.ParseUint(fields[2], 10, 64); err != nil {
-		return kmsgRecord{}, false
+	if _, ok := parseDecimal(fields[2], 1<<64-1); !ok {
+		return 0, 0, nil, false
 	}
-	return kmsgRecord{facility: int(prio >> 3), seq: seq, message: message}, true
+	return int(prio >> 3), seq, message, true
+}
+
+// parseDecimal reads an unsigned decimal number of at most max, as strconv.ParseUint(s, 10, n)
+// does for max 2^n-1, from bytes and without allocating.
+func parseDecimal(b []byte, max uint64) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (max-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
 }
 
 // parseDictLine reads a continuation line " KEY=VALUE" that follows a record header. The
-// kernel adds SUBSYSTEM= and DEVICE= for dev_printk records (printk_info.dev_info).
-func parseDictLine(line string) (key, value string, ok bool) {
-	rest, ok := strings.CutPrefix(line, " ")
+// kernel adds SUBSYSTEM= and DEVICE= for dev_printk records (printk_info.dev_info). key and
+// value are parts of line.
+func parseDictLine(line []byte) (key, value []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(line, []byte{' '})
 	if !ok {
-		return "", "", false
+		return nil, nil, false
 	}
-	key, value, ok = strings.Cut(rest, "=")
-	if !ok || key == "" {
-		return "", "", false
+	key, value, ok = bytes.Cut(rest, []byte{'='})
+	if !ok || len(key) == 0 {
+		return nil, nil, false
 	}
-	for _, c := range []byte(key) {
+	for _, c := range key {
 		if (c < 'A' || c > 'Z') && c != '_' && (c < '0' || c > '9') {
-			return "", "", false
+			return nil, nil, false
 		}
 	}
 	return key, value, true
