@@ -90,6 +90,7 @@ func (r *Result) Failed() bool {
 // failure is recorded in the report, and the boot goes on. Even a bug of ours (a panic) ends in
 // the report and a normal return, not in a crashed boot step.
 func Run(opts Options) (res *Result) {
+	defer tuneGC()()
 	ops := opts.Ops
 	started := ops.Now()
 	command := "apply"
@@ -277,7 +278,7 @@ func recordMerge(rep *report.Report, log *report.Logger, st *merge.State, images
 
 // billOfMaterials lists every firmware file made visible, with the image the kernel reads it
 // from (the top layer that has it) and its sha256. The sha256 is the embedded manifest's; an
-// image without a manifest is hashed through its mount only for the files the plan chose it
+// image without a manifest has hashed, from its file (hashAll), only the files the plan chose it
 // for: hashing a whole linux-firmware image (500 MB) would hold the boot for seconds. The other
 // files of such an image are listed without a digest, and a warning says so. Hashing runs on
 // every core.
@@ -295,22 +296,22 @@ func billOfMaterials(root *hostfs.Root, st *merge.State, images []*manifests.Ima
 			}
 		}
 	}
-	mounted := map[string]bool{}
+	mounted := map[string]string{} // image name -> its file, a real path
 	for _, is := range st.Images {
 		if is.Error == "" {
-			mounted[is.Name] = true
+			mounted[is.Name] = root.Real(is.File)
 		}
 	}
 	bom := []report.Firmware{}
 	if st.Firmware.Dir == "" {
 		return bom
 	}
-	var toHash []int
+	var jobs []hashJob
 	unhashed := map[string]int{}
 	seen := map[string]bool{}
 	for _, layer := range st.Firmware.Layers {
-		img := byName[layer]
-		if img == nil || !mounted[layer] {
+		img, file := byName[layer], mounted[layer]
+		if img == nil || file == "" {
 			continue
 		}
 		for _, f := range img.Firmware {
@@ -323,14 +324,14 @@ func billOfMaterials(root *hostfs.Root, st *merge.State, images []*manifests.Ima
 			switch {
 			case entry.SHA256 != "":
 			case needed[layer][f.Name]:
-				toHash = append(toHash, len(bom))
+				jobs = append(jobs, hashJob{entry: len(bom), image: file, path: f.Path})
 			default:
 				unhashed[layer]++
 			}
 			bom = append(bom, entry)
 		}
 	}
-	for _, e := range hashAll(root, bom, toHash) {
+	for _, e := range hashAll(bom, jobs) {
 		rep.Errorf("bill of materials: %v", e)
 	}
 	for layer, n := range unhashed {
