@@ -26,11 +26,18 @@ type content struct {
 	notes []string
 	// sources are the filesystems to mount, for a file image.
 	sources []blockSource
+	// clashes are, per hierarchy of Options.Hierarchies the image is a layer of, its
+	// directories that are symlinks in the sysroot (symlinkClashes); clashErrs say why a
+	// hierarchy could not be looked at. Read while the image is open for the rest, so that
+	// Merge opens each image once.
+	clashes   map[string][]string
+	clashErrs map[string]error
 }
 
-// readContent opens the image at the real path file and looks at the hierarchies. image is its
-// name and rootHashes its verified dm-verity root hashes (manifests.Image.RootHashes).
-func readContent(image, file string, hierarchies []string, rootHashes map[int][]byte) (*content, error) {
+// readContent opens the image at the real path file and looks at the hierarchies, and for each
+// it would be a layer of, at what it would hide of the sysroot target. image is its name and
+// rootHashes its verified dm-verity root hashes (manifests.Image.RootHashes).
+func readContent(image, file string, hierarchies []string, rootHashes map[int][]byte, target *hostfs.Root) (*content, error) {
 	fsys, format, closer, err := manifests.Open(file)
 	if err != nil {
 		return nil, err
@@ -40,7 +47,7 @@ func readContent(image, file string, hierarchies []string, rootHashes map[int][]
 	if !ok {
 		return nil, fmt.Errorf("%s: unexpected image reader %T", file, fsys)
 	}
-	c := &content{layers: map[string]bool{}}
+	c := &content{layers: map[string]bool{}, clashes: map[string][]string{}, clashErrs: map[string]error{}}
 	if format != manifests.FormatDirectory {
 		if c.sources, err = fileSources(image, file, format, ifs, rootHashes); err != nil {
 			return nil, err
@@ -57,6 +64,9 @@ func readContent(image, file string, hierarchies []string, rootHashes map[int][]
 		c.layers[h] = use
 		if note != "" {
 			c.notes = append(c.notes, note)
+		}
+		if use && h != firmwareHierarchy {
+			c.clashes[h], c.clashErrs[h] = symlinkClashes(ifs, h, target)
 		}
 	}
 	return c, nil
@@ -93,21 +103,12 @@ func populated(ifs *manifests.ImageFS, h string) (bool, string, error) {
 	return len(ents) > 0, "", nil
 }
 
-// symlinkClashes lists the directories of the image at the real path file, below hierarchy
+// symlinkClashes lists the directories of the image ifs, below hierarchy
 // h, that the sysroot target has as symlinks: an overlay would put the directory in the
 // link's place (kairos#4290). The walk only goes down directories the sysroot has as real
 // directories too (below anything else no clash is possible), which keeps it short: reading a
 // squashfs directory in userspace costs milliseconds.
-func symlinkClashes(file, h string, target *hostfs.Root) ([]string, error) {
-	fsys, _, closer, err := manifests.Open(file)
-	if err != nil {
-		return nil, err
-	}
-	defer closer.Close()
-	ifs, ok := fsys.(*manifests.ImageFS)
-	if !ok {
-		return nil, fmt.Errorf("%s: unexpected image reader %T", file, fsys)
-	}
+func symlinkClashes(ifs *manifests.ImageFS, h string, target *hostfs.Root) ([]string, error) {
 	var clashes []string
 	var walk func(string) error
 	walk = func(d string) error {

@@ -2,18 +2,20 @@ package merge
 
 import (
 	"fmt"
-	"github.com/kairos-io/kairos-firmware/manifests/strverscmp"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	vfs "github.com/twpayne/go-vfs/v4"
 
 	"github.com/kairos-io/kairos-firmware/hostfs"
 	"github.com/kairos-io/kairos-firmware/manifests"
+	"github.com/kairos-io/kairos-firmware/manifests/strverscmp"
 	"github.com/kairos-io/kairos-firmware/stages/sysops"
 )
 
@@ -255,19 +257,35 @@ func (m *merger) describe(images []*manifests.Image) {
 }
 
 // readContents reads what each usable image holds (after the no-op check: for a squashfs
-// image this is the expensive part).
+// image this is the expensive part), one image per core at a time.
 func (m *merger) readContents() {
+	work := make(chan *imageRec)
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(m.recs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				c, err := readContent(r.st.Name, m.root.Real(r.st.File), m.o.Hierarchies, r.rootHashes, m.target)
+				if err != nil {
+					r.st.Error = err.Error()
+					continue
+				}
+				r.content = c
+			}
+		}()
+	}
 	for _, r := range m.recs {
-		if r.st.Error != "" {
-			continue
+		if r.st.Error == "" {
+			work <- r
 		}
-		c, err := readContent(r.st.Name, m.root.Real(r.st.File), m.o.Hierarchies, r.rootHashes)
-		if err != nil {
-			r.st.Error = err.Error()
-			continue
+	}
+	close(work)
+	wg.Wait()
+	for _, r := range m.recs {
+		if r.content != nil {
+			m.st.Warnings = append(m.st.Warnings, prefixAll(r.st.Name+": ", r.content.notes)...)
 		}
-		r.content = c
-		m.st.Warnings = append(m.st.Warnings, prefixAll(r.st.Name+": ", c.notes)...)
 	}
 }
 

@@ -135,7 +135,7 @@ func (m *merger) refusal(h, target string, layers []*imageRec) string {
 	// /usr/lib/firmware/updates -> /usr/local/lib/firmware.
 	var clashes []string
 	for _, r := range layers {
-		found, err := symlinkClashes(m.root.Real(r.st.File), h, m.target)
+		found, err := r.content.clashes[h], r.content.clashErrs[h]
 		if err != nil {
 			return fmt.Sprintf("reading %s: %v", r.st.Name, err)
 		}
