@@ -6,7 +6,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 
 	vfs "github.com/twpayne/go-vfs/v4"
 	"golang.org/x/sys/unix"
@@ -61,15 +60,15 @@ func Detect(opts Options) (*Inventory, error) {
 		logErr           error
 		pciDevs, usbDevs []*Device
 		pciWarn, usbWarn []string
-		wg               sync.WaitGroup
+		kernelRead       = make(chan struct{})
+		logRead          = make(chan struct{})
 	)
-	wg.Add(2)
 	go func() {
-		defer wg.Done()
+		defer close(kernelRead)
 		kernel, kernelErr = kmod.Open(opts.Root.FS, inv.KernelRelease)
 	}()
 	go func() {
-		defer wg.Done()
+		defer close(logRead)
 		kmsgPath, kmsgFS := opts.KmsgPath, vfs.FS(vfs.OSFS)
 		if kmsgPath == "" {
 			kmsgPath, kmsgFS = "/dev/kmsg", opts.Root.FS
@@ -78,21 +77,16 @@ func Detect(opts Options) (*Inventory, error) {
 	}()
 	pciDevs, pciWarn = pciDevices(opts.Root)
 	usbDevs, usbWarn = usbDevices(opts.Root)
-	wg.Wait()
+	inv.Devices = append(pciDevs, usbDevs...)
 
+	// The modules' lookups need the devices and the kernel's metadata, not the log: they run
+	// while the log may still be read.
+	<-kernelRead
 	if kernelErr != nil {
 		inv.warn("kernel modules: %v; modules and firmware are not reported", kernelErr)
 	} else {
 		inv.Kernel = kernel
 	}
-	if logErr != nil {
-		inv.warn("kernel log: %v; firmware failures are not reported", logErr)
-	} else {
-		inv.Log = log
-	}
-	inv.Warnings = append(append(inv.Warnings, pciWarn...), usbWarn...)
-	inv.Devices = append(pciDevs, usbDevs...)
-
 	var resolved, specific map[string][]string
 	if inv.Kernel != nil {
 		modaliases := make([]string, 0, len(inv.Devices))
@@ -106,13 +100,31 @@ func Detect(opts Options) (*Inventory, error) {
 		}
 		inv.Kernel.Prefetch(modules)
 	}
+	// The bound driver's module (drivers/base/module.c module_add_driver makes the link, for
+	// built-in drivers too), read once per driver: every device's driver/module link is its
+	// driver's. Recorded machines may lack it: then the driver's own name stands for its module.
+	driverModules := map[string]string{}
 	for _, d := range inv.Devices {
-		if d.Driver != "" {
-			// The bound driver's module (drivers/base/module.c module_add_driver makes the
-			// link, for built-in drivers too). Recorded machines may lack it: then the
-			// driver's own name stands for its module.
-			d.driverModule = linkBase(opts.Root, path.Join("/sys/bus", d.Bus, "devices", d.ID, "driver", "module"))
+		if d.Driver == "" {
+			continue
 		}
+		key := d.Bus + "/" + d.Driver
+		module, known := driverModules[key]
+		if !known {
+			module = linkBase(opts.Root, path.Join("/sys/bus", d.Bus, "devices", d.ID, "driver", "module"))
+			driverModules[key] = module
+		}
+		d.driverModule = module
+	}
+
+	<-logRead
+	if logErr != nil {
+		inv.warn("kernel log: %v; firmware failures are not reported", logErr)
+	} else {
+		inv.Log = log
+	}
+	inv.Warnings = append(append(inv.Warnings, pciWarn...), usbWarn...)
+	for _, d := range inv.Devices {
 		inv.resolve(d, resolved[d.Modalias], specific[d.Modalias])
 	}
 	if inv.Kernel != nil {
