@@ -22,8 +22,11 @@ snapshot() {
 	kfw_result "$1.fwpath" "$(cat /sys/module/firmware_class/parameters/path)"
 }
 
-# immucore's part: the real root at /sysroot, the boot state, and we are in an initrd.
+# immucore's part: the real root at /sysroot, the boot state, and we are in an initrd. By then
+# immucore has loop-mounted the active image and mounted its overlays (/etc, /var, ...), so the
+# loop and overlay modules are loaded; erofs, which only firmware images use, is not.
 mkdir -p /sysroot /run/cos
+modprobe -a loop overlay || exit 10
 mount -t ext4 /dev/vda /sysroot || exit 10
 touch /run/cos/active_mode /etc/initrd-release
 drivers failed
