@@ -84,6 +84,7 @@ func Run(root *hostfs.Root, ops sysops.Ops, devices []*hwmatch.Device, list []pl
 		log:     newLogWatch(opts.KmsgFS, opts.KmsgPath),
 		devices: map[string]*hwmatch.Device{},
 	}
+	defer r.log.close()
 	for _, d := range devices {
 		r.devices[d.Bus+"/"+d.ID] = d
 	}

@@ -48,15 +48,17 @@ func (r *runner) wait(t *target, start time.Time, events *[]kmsg.Event) {
 	}
 }
 
-// logWatch reads the kernel log again and again and hands out only what is new since the last
+// logWatch follows the kernel log (kmsg.Follower) and hands out only what is new since the last
 // read, by sequence number (/dev/kmsg's, or the line number of a text log).
 type logWatch struct {
 	fsys vfs.FS
 	path string
+	// follower is the open log; nil until it could be opened.
+	follower *kmsg.Follower
 	// mark is the highest sequence number handed out or skipped.
 	mark uint64
-	// latest is the last log read; nil while the log cannot be read.
-	latest *kmsg.Log
+	// events are all the events read so far.
+	events []kmsg.Event
 	// err is the last read's error.
 	err error
 }
@@ -67,16 +69,28 @@ func newLogWatch(fsys vfs.FS, p string) *logWatch {
 	return w
 }
 
-// read reads the whole log again. /dev/kmsg keeps its records in the ring buffer and each open
-// starts at the oldest, so a fresh read sees everything logged since.
+// read returns the events logged since the last read. A log that could not be opened is tried
+// again.
 func (w *logWatch) read() []kmsg.Event {
-	log, err := kmsg.ReadFile(w.fsys, w.path)
-	w.err = err
-	if err != nil {
-		return nil
+	if w.follower == nil {
+		f, err := kmsg.Follow(w.fsys, w.path)
+		if err != nil {
+			w.err = err
+			return nil
+		}
+		w.follower = f
 	}
-	w.latest = log
-	return log.Events
+	events, err := w.follower.Read()
+	w.err = err
+	w.events = append(w.events, events...)
+	return events
+}
+
+// close closes the log.
+func (w *logWatch) close() {
+	if w.follower != nil {
+		w.follower.Close()
+	}
 }
 
 // skip moves the mark past everything logged so far.
@@ -104,13 +118,10 @@ func (w *logWatch) since(id string) []kmsg.Event {
 	return out
 }
 
-// failedSoFar returns the firmware names whose latest event for the device, in the log as last
-// read, is a failure.
+// failedSoFar returns the firmware names whose latest event for the device, in everything read
+// of the log, is a failure.
 func (w *logWatch) failedSoFar(id string) []string {
-	if w.latest == nil {
-		return nil
-	}
-	return w.latest.Device(id).FirmwareFailed
+	return (&kmsg.Log{Events: w.events}).Device(id).FirmwareFailed
 }
 
 // failedNames returns, once each in first-seen order, the firmware names whose last event
