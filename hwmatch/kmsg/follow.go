@@ -33,6 +33,8 @@ type Follower struct {
 	overlong bool
 	// Dropped counts the times /dev/kmsg said records were overwritten before they were read.
 	Dropped int
+	// Truncated is set when a Read of /dev/kmsg stopped at maxInputBytes with more to read.
+	Truncated bool
 }
 
 // Follow opens the kernel log at path in fsys (the /dev/kmsg character device or a text file in
@@ -63,7 +65,8 @@ func (f *Follower) Read() ([]Event, error) {
 	var err error
 	if f.device {
 		var dropped int
-		dropped, _, err = readRecords(f.file, maxInputBytes, func(record []byte) {
+		var truncated bool
+		dropped, truncated, err = readRecords(f.file, maxInputBytes, func(record []byte) {
 			for len(record) > 0 {
 				line, rest, _ := bytes.Cut(record, []byte{'\n'})
 				f.p.feed(line)
@@ -71,6 +74,7 @@ func (f *Follower) Read() ([]Event, error) {
 			}
 		})
 		f.Dropped += dropped
+		f.Truncated = f.Truncated || truncated
 	} else {
 		err = f.readText()
 	}

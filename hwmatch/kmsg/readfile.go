@@ -1,7 +1,6 @@
 package kmsg
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -61,26 +60,18 @@ func ReadFile(fsys vfs.FS, path string) (*Log, error) {
 }
 
 // readDevice reads the /dev/kmsg records the kernel still holds, oldest first, and stops at
-// the newest instead of waiting for more.
+// the newest instead of waiting for more: one Read of a Follower.
 func readDevice(fsys vfs.FS, path string) (*Log, error) {
-	f, err := fsys.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := Follow(fsys, path)
 	if err != nil {
-		return nil, fmt.Errorf("kernel log %s: %w", path, err)
+		return nil, err
 	}
 	defer f.Close()
-	p := &parser{}
-	dropped, truncated, err := readRecords(f, maxInputBytes, func(record []byte) {
-		for len(record) > 0 {
-			line, rest, _ := bytes.Cut(record, []byte{'\n'})
-			p.feed(line)
-			record = rest
-		}
-	})
+	events, err := f.Read()
 	if err != nil {
-		return nil, fmt.Errorf("kernel log %s: %w", path, err)
+		return nil, err
 	}
-	p.log.Dropped, p.log.Truncated = dropped, truncated
-	return p.finish(), nil
+	return &Log{Events: events, Records: f.Records(), Dropped: f.Dropped, Truncated: f.Truncated}, nil
 }
 
 // readRecords calls record with each /dev/kmsg record until the kernel has no more (EAGAIN on
